@@ -1,0 +1,1 @@
+"""vst.stream: sources, engines, blend, pipeline and the WebRTC server."""

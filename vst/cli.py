@@ -1,0 +1,50 @@
+"""Shared CLI plumbing: logging setup and the one-line error contract."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from vst.errors import VstError
+
+log = logging.getLogger("vst")
+
+
+def setup_logging(verbose: int = 0) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit non-zero."""
+    first = " ".join(str(message).split())
+    print(f"error: {first}", file=sys.stderr)  # noqa: T201 - the CLI's own error channel
+    raise SystemExit(code)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360). Raises argparse errors so argparse prints usage."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {text!r} out of range (16..8192 per side)")
+    return w, h
+
+
+def run_main(body: Callable[[], int | None]) -> NoReturn:
+    """Run a CLI body; user errors become one line and exit 2, Ctrl-C exits 130."""
+    try:
+        code = body() or 0
+    except VstError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # noqa: T201
+        raise SystemExit(130) from None
+    except (BrokenPipeError, ConnectionResetError) as e:
+        fail(f"connection lost: {e}")
+    raise SystemExit(code)
