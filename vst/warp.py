@@ -1,0 +1,131 @@
+"""Warp, occlusion masks and the temporal blend: pure torch reference functions.
+
+Shared by training (temporal loss) and the runtime blend (whose CPU path uses OpenCV and whose
+GPU path uses the CuPy kernels in ``vst.kernels``; both are tested against these functions).
+
+Conventions
+- Images are float tensors (N, C, H, W), any value range; masks are (N, 1, H, W) float in {0, 1}.
+- Flows are (N, 2, H, W) float in pixels, channel 0 = dx, channel 1 = dy.
+- A *backward* flow for warping frame ``a`` onto frame ``b``'s grid is the flow b -> a: pixel p of
+  ``b`` is found at p + flow(p) in ``a``. ``backward_warp(a, flow_b_to_a)`` is ``a`` seen from ``b``.
+
+All functions are differentiable and device/dtype agnostic (no host syncs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "backward_warp",
+    "blend",
+    "blend_lowpass",
+    "consistency_mask",
+    "flow_gradient_sq",
+    "gaussian_blur",
+    "photometric_mask",
+]
+
+# Sundaram et al. (2010) forward-backward check, as the seed uses them.
+CONSISTENCY_REL = 0.01
+CONSISTENCY_ABS = 0.5
+BOUNDARY_REL = 0.01
+BOUNDARY_ABS = 0.002
+
+
+def _base_grid(n: int, h: int, w: int, like: Tensor) -> Tensor:
+    """(N, 2, H, W) pixel coordinates [x, y] of every pixel."""
+    ys = torch.arange(h, device=like.device, dtype=like.dtype)
+    xs = torch.arange(w, device=like.device, dtype=like.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy)).unsqueeze(0).expand(n, 2, h, w)
+
+
+def backward_warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
+    """out(p) = img(p + flow(p)), sampled with ``mode`` ('bilinear', 'bicubic', 'nearest'), border clamp.
+
+    img: (N, C, H, W) float; flow: (N, 2, H, W) float pixels [dx, dy] on the output grid.
+    Returns (N, C, H, W), same dtype as ``img``.
+    """
+    if img.shape[0] != flow.shape[0] or img.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2:
+        raise ValueError(f"img {tuple(img.shape)} and flow {tuple(flow.shape)} do not match (flow must be N,2,H,W)")
+    n, _, h, w = img.shape
+    flow = flow.to(img.dtype)
+    pos = _base_grid(n, h, w, flow) + flow
+    # align_corners=True maps -1/+1 to the centres of the edge pixels, so pixel index i <-> 2i/(W-1)-1.
+    gx = pos[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
+    gy = pos[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack((gx, gy), dim=-1)
+    return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
+
+
+def flow_gradient_sq(flow: Tensor) -> Tensor:
+    """|∇u|² + |∇v|² with central differences (one-sided at the borders). (N, 2, H, W) -> (N, 1, H, W)."""
+    padded = F.pad(flow, (1, 1, 1, 1), mode="replicate")
+    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
+    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    return (dx.square() + dy.square()).sum(dim=1, keepdim=True)
+
+
+def consistency_mask(flow_fw: Tensor, flow_bw: Tensor) -> Tensor:
+    """Forward-backward consistency mask with motion boundaries; 1 = valid (non-occluded).
+
+    flow_fw: (N, 2, H, W), the flow you warp with (ŵ; e.g. t -> t-1 to fetch frame t-1 onto t).
+    flow_bw: (N, 2, H, W), the reverse flow (t-1 -> t); w' is it sampled at p + ŵ(p).
+    Occluded where |ŵ + w'|² > 0.01(|ŵ|² + |w'|²) + 0.5, and motion boundary where
+    |∇û|² + |∇v̂|² > 0.01|ŵ|² + 0.002. As in the seed's consistency checker, the gradient is taken
+    of the flow used for warping (ŵ), which is the one whose discontinuities smear the warp.
+    Returns (N, 1, H, W) float in {0, 1}, same dtype as flow_fw.
+    """
+    w_hat = flow_fw
+    w_prime = backward_warp(flow_bw.to(w_hat.dtype), w_hat)
+    mag_hat = w_hat.square().sum(dim=1, keepdim=True)
+    mag_prime = w_prime.square().sum(dim=1, keepdim=True)
+    diff = (w_hat + w_prime).square().sum(dim=1, keepdim=True)
+    occluded = diff > CONSISTENCY_REL * (mag_hat + mag_prime) + CONSISTENCY_ABS
+    boundary = flow_gradient_sq(w_hat) > BOUNDARY_REL * mag_hat + BOUNDARY_ABS
+    return (~(occluded | boundary)).to(w_hat.dtype)
+
+
+def photometric_mask(frame: Tensor, warped_prev_frame: Tensor, threshold: float) -> Tensor:
+    """Cheap runtime occlusion mask: 1 where the warped previous input matches the current input.
+
+    frame, warped_prev_frame: (N, C, H, W) in the same value range; ``threshold`` is in that range
+    (e.g. 0.1 for [-1, 1] inputs, ~13 for 0..255), compared with the mean absolute difference
+    over channels. Returns (N, 1, H, W) float in {0, 1}.
+    """
+    err = (frame - warped_prev_frame).abs().mean(dim=1, keepdim=True)
+    return (err <= threshold).to(frame.dtype)
+
+
+def blend(stylized: Tensor, warped_prev_out: Tensor, mask: Tensor, alpha: float | Tensor) -> Tensor:
+    """out = mask·(α·warp(out_{t-1}) + (1-α)·G(x_t)) + (1-mask)·G(x_t).
+
+    stylized: G(x_t), (N, C, H, W); warped_prev_out: the previous output warped onto frame t,
+    same shape; mask: (N, 1, H, W) in [0, 1]; alpha: scalar or broadcastable tensor in [0, 1].
+    Written as G + α·m·(W − G): one fused multiply-add, no (1 − m) temporary.
+    """
+    return stylized + (alpha * mask) * (warped_prev_out - stylized)
+
+
+def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of (N, C, H, W), radius ceil(3σ), replicate borders."""
+    radius = max(1, int(3.0 * sigma + 0.999))
+    x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = img.shape[1]
+    out = F.pad(img, (radius, radius, 0, 0), mode="replicate")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def blend_lowpass(stylized: Tensor, warped_prev_out: Tensor, mask: Tensor, alpha: float | Tensor, sigma: float) -> Tensor:
+    """Blend only the low-frequency band; G(x_t)'s high frequencies (brush texture) pass through.
+
+    out = G + α·m·(blur_σ(W) − blur_σ(G)). Shapes as in ``blend``.
+    """
+    return stylized + (alpha * mask) * (gaussian_blur(warped_prev_out, sigma) - gaussian_blur(stylized, sigma))
