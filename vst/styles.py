@@ -18,6 +18,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -197,9 +198,11 @@ def _first_line(e: BaseException) -> str:
 def load_pth_state(path: Path) -> dict[str, torch.Tensor]:
     """Load a ``.pth`` state_dict with ``weights_only=True``: a pickle that carries code is refused."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise StyleError(f"{path} was refused: it is not a plain weights file ({_first_line(e)[:120]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns about old pickle protocols
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise StyleError(f"{path} was refused: it holds code or objects other than tensors (weights-only load)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise StyleError(f"cannot read checkpoint {path}: {_first_line(e)[:160]}") from None
     for key in ("state_dict", "model", "netG", "G_A2B", "generator"):
