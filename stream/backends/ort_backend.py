@@ -14,6 +14,8 @@ from vst.styles import Style
 
 log = logging.getLogger("vst.engine.ort")
 
+MIN_SIDE = 64
+
 
 class OrtEngine:
     """Runs an ONNX style model on the CPU, or on onnxruntime's CUDA EP where it is installed."""
@@ -57,9 +59,11 @@ class OrtEngine:
             x = x / 127.5 - 1.0
         else:
             x *= self.value_range / 255.0
-        hp, wp = (-x.shape[2]) % 4, (-x.shape[3]) % 4
+        # Pad to multiples of 4 and to at least MIN_SIDE: fast-neural-style reflect-pads 40 px inside.
+        hp = max(MIN_SIDE, x.shape[2] + (-x.shape[2]) % 4) - x.shape[2]
+        wp = max(MIN_SIDE, x.shape[3] + (-x.shape[3]) % 4) - x.shape[3]
         if hp or wp:
-            x = np.pad(x, ((0, 0), (0, 0), (0, hp), (0, wp)), mode="reflect" if min(x.shape[2:]) > 4 else "edge")
+            x = np.pad(x, ((0, 0), (0, 0), (0, hp), (0, wp)), mode="reflect" if hp < x.shape[2] and wp < x.shape[3] else "edge")
         y = self.session.run(None, {self.input: x, **self.feeds})[0][0, :, : img.shape[0], : img.shape[1]]
         y = (y + 1.0) * 127.5 if self.value_range < 0 else y * (255.0 / self.value_range)
         out = np.clip(y.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
