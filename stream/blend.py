@@ -1,0 +1,165 @@
+"""The runtime temporal blend: a flow-guided blend of the previous output into the current one.
+
+    stage = BlendStage(alpha=0.5)          # alpha may be changed live from another thread
+    out = stage(frame, engine(frame))      # (H, W, 3) uint8 RGB in, (H, W, 3) uint8 out
+
+Per frame: DIS flow t -> t-1 on the *inputs* (at half resolution), warp the previous input and the
+previous output onto frame t, a photometric mask (|x_t − warp(x_{t−1})| small) keeps the blend off
+occlusions, then
+
+    out_t = mask·(α·warp(out_{t−1}) + (1−α)·G(x_t)) + (1−mask)·G(x_t)
+
+followed by a detail restore (mode 'restore', the default): averaging frames whose brush texture
+does not line up perfectly, and re-warping the result every frame, shrinks high-frequency energy.
+The detail band (out − blur(out)) is rescaled so its energy matches G(x_t)'s, so the output keeps
+the generator's painterly contrast. docs/temporal.md has the measurements behind the choice.
+
+A scene cut (too few pixels pass the photometric check) resets the history; a new resolution
+starts a new history. The reference maths is in ``vst.warp`` (torch); this CPU path uses OpenCV
+and is tested against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from vst.flow import FlowEstimator, make_flow
+
+log = logging.getLogger("vst.blend")
+
+BlendMode = Literal["full", "lowpass", "restore"]
+WarpKernel = Literal["linear", "cubic"]
+_INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+
+
+class BlendStage:
+    """Flow-guided temporal blend of stylized frames; one instance per stream, one caller at a time.
+
+    ``alpha`` (0 = off, up to 0.95) is read once per frame, so a viewer slider or another thread
+    may set it at any time. With alpha 0 the stage returns ``stylized`` itself and keeps no history.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.0,
+        flow: str | FlowEstimator = "dis",
+        *,
+        mode: BlendMode = "restore",
+        kernel: WarpKernel = "linear",
+        mask_threshold: float = 24.0,
+        cut_fraction: float = 0.35,
+        sigma: float = 2.0,
+        max_gain: float = 1.6,
+    ) -> None:
+        """
+        alpha: weight of the warped previous output, in [0, 0.95].
+        flow: flow estimator name for ``vst.flow.make_flow`` (or an estimator).
+        mode: 'full' (blend everything), 'lowpass' (blend only blur_σ; G's detail passes through),
+            'restore' (blend everything, then rescale the detail band to G's energy).
+        kernel: interpolation of the output warp ('linear' or 'cubic').
+        mask_threshold: mean |x_t − warp(x_{t−1})| over RGB, 0..255, above which a pixel is occluded.
+        cut_fraction: a frame where fewer pixels than this pass the mask is a scene cut.
+        sigma: Gaussian σ (pixels) that separates the low band from the detail band.
+        max_gain: the most the detail band may be amplified (guards against noise blow-up).
+        """
+        if mode not in ("full", "lowpass", "restore"):
+            raise ValueError(f"unknown blend mode {mode!r}")
+        if kernel not in _INTERP:
+            raise ValueError(f"unknown warp kernel {kernel!r}")
+        self._flow = make_flow(flow) if isinstance(flow, str) else flow
+        self.mode, self.kernel = mode, kernel
+        self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
+        self.sigma, self.max_gain = sigma, max_gain
+        self._lock = threading.Lock()
+        self._alpha = 0.0
+        self.alpha = alpha
+        self.cuts = 0
+        """Scene cuts detected since construction."""
+        self._prev_in: np.ndarray | None = None
+        self._prev_out: np.ndarray | None = None  # float32, so rounding does not accumulate
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= 0.95:  # 1.0 would freeze the picture forever
+            raise ValueError(f"blend alpha must be in [0, 0.95], got {value}")
+        with self._lock:
+            self._alpha = value
+
+    def reset(self) -> None:
+        """Forget the history: the next frame is passed through and starts a new one."""
+        self._prev_in = self._prev_out = None
+
+    def _remember(self, frame: np.ndarray, out: np.ndarray) -> None:
+        if self._prev_in is None or self._prev_in.shape != frame.shape:
+            self._prev_in = np.empty_like(frame)
+        np.copyto(self._prev_in, frame)
+        self._prev_out = out.astype(np.float32) if out.dtype != np.float32 else out
+
+    def _maps(self, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = flow.shape[:2]
+        if self._grid is None or self._grid[0].shape != (h, w):
+            gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+            self._grid = (gx, gy)
+        return self._grid[0] + flow[..., 0], self._grid[1] + flow[..., 1]
+
+    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        """frame: input x_t, (H, W, 3) uint8; stylized: G(x_t), same shape. Returns (H, W, 3) uint8."""
+        alpha = self._alpha
+        if alpha == 0.0:
+            if self._prev_in is not None:
+                self.reset()
+            return stylized
+        if frame.shape != stylized.shape:
+            raise ValueError(f"frame {frame.shape} and stylized {stylized.shape} differ in shape")
+        if self._prev_in is None or self._prev_in.shape != frame.shape:
+            if self._prev_in is not None:
+                log.info("blend: resolution changed to %dx%d, new history", frame.shape[1], frame.shape[0])
+            self._remember(frame, stylized)
+            return stylized
+
+        mx, my = self._maps(self._flow(frame, self._prev_in))
+        warped_in = cv2.remap(self._prev_in, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        err = cv2.absdiff(frame, warped_in).astype(np.float32).sum(axis=2)
+        mask = (err <= 3.0 * self.mask_threshold).astype(np.float32)
+        if mask.mean() < self.cut_fraction:
+            self.cuts += 1
+            log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * mask.mean())
+            self._remember(frame, stylized)
+            return stylized
+
+        assert self._prev_out is not None
+        warped = cv2.remap(self._prev_out, mx, my, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
+        g = stylized.astype(np.float32)
+        am = (alpha * mask)[..., None]
+        if self.mode == "lowpass":
+            out = g + am * (self._blur(warped) - self._blur(g))
+        else:
+            out = g + am * (warped - g)
+            if self.mode == "restore":
+                out = self._restore_detail(out, g)
+        np.clip(out, 0.0, 255.0, out=out)
+        self._prev_out = out
+        return (out + 0.5).astype(np.uint8)
+
+    def _blur(self, img: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(img, (0, 0), self.sigma, borderType=cv2.BORDER_REPLICATE)
+
+    def _restore_detail(self, out: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Rescale out's detail band so its energy matches G(x_t)'s (one global gain per frame)."""
+        low = self._blur(out)
+        detail = out - low
+        target = float(np.square(g - self._blur(g)).mean())
+        have = float(np.square(detail).mean())
+        gain = min(self.max_gain, max(1.0, (target / have) ** 0.5)) if have > 0 else 1.0
+        return low + gain * detail

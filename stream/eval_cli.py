@@ -1,0 +1,199 @@
+"""vst-eval: measure temporal consistency of a style on a clip, per-frame vs blended.
+
+    vst-eval bikes.mp4 --style candy --blend 0.5 0.7 --size 320x180 --frames 60 [--json]
+    vst-eval ../shared/data/frames/corridor_neuflow --style candy --blend 0.6 --strip strip.png
+
+INPUT is a video file, a source spec (``sample``, ``testsrc``) or a folder of consecutive
+frames (PNG/JPEG, sorted by name). The generator runs once per frame; each ``--blend`` α is
+applied to those outputs with ``BlendStage``, and E(V), E_warp, sharpness retained and mean |Δ|
+are computed with the metric's own flow (Farnebäck) on the input frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vst.cli import parse_size, run_main, setup_logging
+from vst.errors import SourceError, VstError
+from vst.flow import FLOW_NAMES, make_flow
+from vst.imaging import fit_size
+from vst.metrics import mean_abs_delta, sharpness_retained, temporal_error, video_geometry
+
+log = logging.getLogger("vst.eval")
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def load_frames(spec: str, size: tuple[int, int] | None, limit: int) -> list[np.ndarray]:
+    """Up to ``limit`` RGB frames from a video/source spec or a folder of images, fitted to ``size``."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+        if not files:
+            raise SourceError(f"no images (.png/.jpg) in folder {spec}")
+        frames = []
+        for p in files:
+            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SourceError(f"cannot read image {p}")
+            w, h = fit_size(bgr.shape[1], bgr.shape[0], size)
+            frames.append(cv2.cvtColor(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+        if len({f.shape for f in frames}) != 1:
+            raise SourceError(f"images in {spec} differ in size")
+        return frames
+    from vst.stream.sources import open_source
+
+    src = open_source(spec, size)
+    frames = []
+    try:
+        for frame in src:
+            frames.append(frame.image)
+            if len(frames) >= limit:
+                break
+    finally:
+        src.close()
+    return frames
+
+
+@dataclass(frozen=True)
+class BlendResult:
+    alpha: float
+    e_v: float
+    e_warp: float
+    e_v_reduction: float
+    """1 − E(V)_blend / E(V)_per-frame."""
+    sharpness: float
+    mean_abs_delta: float
+    blend_ms: float
+    """Mean wall time of one BlendStage call (flow + warp + mask + blend), CPU."""
+    blend_share: float
+    """blend_ms / (engine_ms + blend_ms)."""
+    scene_cuts: int
+
+
+def evaluate(
+    frames: list[np.ndarray],
+    stylized: list[np.ndarray],
+    alphas: list[float],
+    engine_ms: float,
+    flow: str,
+    metric_flow: str,
+    mode: str,
+) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
+    """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
+    from vst.stream.blend import BlendStage
+
+    geometry = video_geometry(frames, make_flow(metric_flow))
+    base = temporal_error(stylized, geometry)
+    results, outputs = [], {}
+    for alpha in alphas:
+        stage = BlendStage(alpha, flow, mode=mode)  # type: ignore[arg-type]
+        outs, times = [], []
+        for x, g in zip(frames, stylized, strict=True):
+            t0 = time.perf_counter()
+            outs.append(stage(x, g))
+            times.append(time.perf_counter() - t0)
+        blend_ms = 1e3 * float(np.mean(times[1:])) if len(times) > 1 else 0.0
+        err = temporal_error(outs, geometry)
+        results.append(
+            BlendResult(
+                alpha, err.e_v, err.e_warp, 1.0 - err.e_v / base.e_v if base.e_v > 0 else 0.0,
+                sharpness_retained(outs, stylized), mean_abs_delta(outs, stylized),
+                blend_ms, blend_ms / (engine_ms + blend_ms) if engine_ms + blend_ms > 0 else 0.0, stage.cuts,
+            )
+        )  # fmt: skip
+        outputs[alpha] = outs
+    return {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid}, results, outputs
+
+
+def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray], blended: list[np.ndarray], count: int = 4) -> None:
+    """PNG: rows input / per-frame / blended, ``count`` consecutive frames from the middle of the clip."""
+    start = max(0, len(frames) // 2 - count // 2)
+    sl = slice(start, start + count)
+    rows = [np.concatenate(seq[sl], axis=1) for seq in (frames, stylized, blended)]
+    grid = np.concatenate(rows, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        raise VstError(f"cannot write {path}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vst-eval", description="Temporal consistency of a style: E(V) per-frame vs blended.")
+    p.add_argument("input", help="video file, source spec (sample, testsrc) or folder of frames")
+    p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
+    p.add_argument("--blend", type=float, nargs="+", default=[0.5], metavar="ALPHA", help="blend strengths to evaluate")
+    p.add_argument("--size", type=parse_size, default=(320, 180), help="fit frames inside WxH (default 320x180)")
+    p.add_argument("--frames", type=int, default=60, help="at most this many frames (default 60)")
+    p.add_argument("--backend", default="auto", help="engine backend (default auto)")
+    p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
+    p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
+    p.add_argument("--mode", default="restore", choices=("full", "lowpass", "restore"), help="blend mode (default restore)")
+    p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _body() -> int:
+    args = _parser().parse_args()
+    setup_logging(-1 if args.quiet or args.json else args.verbose)
+    if args.frames < 2:
+        raise VstError("--frames must be at least 2")
+    bad = [a for a in args.blend if not 0.0 <= a <= 0.95]
+    if bad:
+        raise VstError(f"--blend values must be in [0, 0.95], got {bad}")
+    from vst.stream.engine import make_engine
+    from vst.styles import resolve_style
+
+    style = resolve_style(args.style)
+    frames = load_frames(args.input, args.size, args.frames)  # before the engine: bad input fails fast
+    if len(frames) < 2:
+        raise SourceError(f"{args.input} has fewer than 2 frames")
+    engine = make_engine(style, args.backend)
+    engine(frames[0])  # warm-up, not timed
+    t0 = time.perf_counter()
+    stylized = [engine(f) for f in frames]
+    engine_ms = 1e3 * (time.perf_counter() - t0) / len(frames)
+    base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode)
+    h, w = frames[0].shape[:2]
+    report = {
+        "input": args.input, "style": style.name, "backend": engine.backend, "size": f"{w}x{h}",
+        "frames": len(frames), "engine_ms": engine_ms, "flow": args.flow, "metric_flow": args.metric_flow,
+        "mode": args.mode, "per_frame": base, "blends": [asdict(r) for r in results],
+    }  # fmt: skip
+    if args.strip and results:
+        write_strip(args.strip, frames, stylized, outputs[results[0].alpha])
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return 0
+    lines = [
+        f"{args.input}: {len(frames)} frames {w}x{h}, style {style.name} ({engine.backend}, {engine_ms:.1f} ms/frame), "
+        f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}",
+        f"{'alpha':>5} {'E(V)':>9} {'E_warp':>9} {'E(V) cut':>8} {'sharp':>6} {'|Δ|':>6} {'blend ms':>8} {'share':>6} {'cuts':>4}",
+        f"{0.0:5.2f} {base['e_v']:9.5f} {base['e_warp']:9.5f} {'-':>8} {1.0:6.2f} {0.0:6.3f} {0.0:8.2f} {0.0:6.1%} {0:4d}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.alpha:5.2f} {r.e_v:9.5f} {r.e_warp:9.5f} {r.e_v_reduction:8.0%} {r.sharpness:6.2f} "
+            f"{r.mean_abs_delta:6.3f} {r.blend_ms:8.2f} {r.blend_share:6.1%} {r.scene_cuts:4d}"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def main() -> None:
+    run_main(_body)
+
+
+if __name__ == "__main__":
+    main()
