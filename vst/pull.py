@@ -67,16 +67,18 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 3
                 raise StyleError(f"download failed: cannot reach {url} ({getattr(e, 'reason', e)})") from None
             with resp:
                 total = int(resp.headers.get("Content-Length") or 0) or None
+                got_bytes = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                     try:
                         while chunk := resp.read(1 << 16):
                             f.write(chunk)
                             digest.update(chunk)
+                            got_bytes += len(chunk)
                             bar.update(len(chunk))
                     except (TimeoutError, OSError) as e:
                         raise StyleError(f"download of {url} broke off: {e}") from None
-            if total is not None and bar.n != total:
-                raise StyleError(f"download of {url} is truncated: {bar.n} of {total} bytes")
+            if total is not None and got_bytes != total:
+                raise StyleError(f"download of {url} is truncated: {got_bytes} of {total} bytes")
             f.flush()
             os.fsync(f.fileno())
         got = digest.hexdigest()
