@@ -64,9 +64,16 @@ class OrtEngine:
         wp = max(MIN_SIDE, x.shape[3] + (-x.shape[3]) % 4) - x.shape[3]
         if hp or wp:
             x = np.pad(x, ((0, 0), (0, 0), (0, hp), (0, wp)), mode="reflect" if hp < x.shape[2] and wp < x.shape[3] else "edge")
-        y = self.session.run(None, {self.input: x, **self.feeds})[0][0, :, : img.shape[0], : img.shape[1]]
+        y = self.infer(x)[0, :, : img.shape[0], : img.shape[1]]
         y = (y + 1.0) * 127.5 if self.value_range < 0 else y * (255.0 / self.value_range)
         out = np.clip(y.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
         if self.fixed_hw:
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
         return out
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Tensor-level API: (1, 3, H, W) float32 in the model's own range -> its (1, 3, H, W) output.
+
+        onnxruntime releases the GIL while it runs, so a pipeline can decode/encode on other threads.
+        """
+        return self.session.run(None, {self.input: x, **self.feeds})[0]

@@ -1,0 +1,170 @@
+"""TensorRT engine backend: loads engines that ``vst.export`` built, and asks it to build on first use.
+
+Serving never builds engines itself (GUIDE principle 7): a missing engine for a frame size is
+requested from ``vst.export.trt_build.ensure_engine``, which logs a progress message, builds it
+once and caches it under a name carrying model hash, shapes, precision, GPU and TensorRT version.
+
+Device memory comes from torch (``torch.empty(..., device='cuda')``), and inference is enqueued
+with ``execute_async_v3`` on torch's current stream, so the CUDA-stream pipeline can place it on
+its compute stream with no pycuda/cuda-python dependency. Written against the TensorRT 10/11
+Python API; unverified here (TensorRT cannot be installed on the development machines).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vst.errors import BackendUnavailable, VstError
+from vst.styles import Style
+
+log = logging.getLogger("vst.engine.trt")
+
+
+@dataclass
+class _Slot:
+    """One optimization profile's execution context with its fixed-shape I/O buffers."""
+
+    context: Any
+    input: Any  # torch.Tensor (1, 3, H, W) on cuda
+    output: Any  # torch.Tensor (1, 3, H, W) on cuda
+
+
+class TensorRTEngine:
+    """Runs a TensorRT engine for a style; one execution context per frame size (profile)."""
+
+    backend = "tensorrt"
+
+    def __init__(self, style: Style, precision: str = "auto") -> None:
+        from vst.export.trt_build import import_tensorrt
+
+        self.trt = import_tensorrt()  # BackendUnavailable "TensorRT not installed ..." without it
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("backend tensorrt needs a CUDA GPU; none found")
+        if precision not in ("auto", "fp16", "fp32"):
+            raise VstError(f"tensorrt supports precision fp16 or fp32, not {precision!r}")
+        self.precision = "fp16" if precision == "auto" else precision
+        self.style = style
+        self.device = torch.device("cuda")
+        # Our exports are [-1, 1]; third-party ONNX styles declare their own range (see vst.onnx_styles).
+        self.value_range = -1.0 if style.kind == "torch" else float(style.meta.get("onnx_value_range", 255.0))
+        if style.kind == "onnx" and style.meta.get("onnx_extra_inputs"):
+            raise BackendUnavailable(f"style {style.name!r} has extra ONNX inputs; run it with --backend onnxruntime")
+        self._runtime = self.trt.Runtime(_trt_logger())
+        self._engine: Any = None
+        self._path: Path | None = None
+        self._slots: dict[tuple[int, int], _Slot] = {}  # (H, W) -> slot
+        self._profiles: dict[tuple[int, int], int] = {}  # (H, W) -> profile index
+        self.sizes: list[tuple[int, int]] = []  # (W, H) the loaded engine covers
+
+    # ------------------------------------------------------------------ engine management
+
+    def prepare(self, sizes: list[tuple[int, int]]) -> None:
+        """Make sure the loaded engine covers ``sizes`` (W, H), building a wider one if not."""
+        from vst.export.trt_build import ensure_engine, normalize_sizes
+
+        wanted = normalize_sizes([*self.sizes, *sizes])
+        if self._engine is not None and wanted == self.sizes:
+            return
+        path = ensure_engine(self.style, wanted, self.precision, progress=lambda m: log.warning("%s", m))
+        self._load(path, wanted)
+
+    def _load(self, path: Path, sizes: list[tuple[int, int]]) -> None:
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise VstError(f"TensorRT could not load {path.name}: delete it and it is rebuilt on next use")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        mode = self.trt.TensorIOMode
+        self.input_name = next(n for n in names if engine.get_tensor_mode(n) == mode.INPUT)
+        self.output_name = next(n for n in names if engine.get_tensor_mode(n) == mode.OUTPUT)
+        self.dtype = _torch_dtype(self.trt, engine.get_tensor_dtype(self.input_name))
+        self.out_dtype = _torch_dtype(self.trt, engine.get_tensor_dtype(self.output_name))
+        profiles = {}
+        for p in range(engine.num_optimization_profiles):
+            _, opt, _ = engine.get_tensor_profile_shape(self.input_name, p)
+            profiles[(int(opt[2]), int(opt[3]))] = p
+        self._slots.clear()  # contexts of the old engine die with it
+        self._engine, self._path, self._profiles, self.sizes = engine, path, profiles, sizes
+        log.info("loaded %s (%d profile(s), input %s %s)", path.name, len(profiles), self.input_name, self.dtype)
+
+    def _slot(self, hw: tuple[int, int]) -> _Slot:
+        slot = self._slots.get(hw)
+        if slot is not None:
+            return slot
+        import torch
+
+        if hw not in self._profiles:
+            log.warning("frame size %dx%d is not in the engine; asking vst.export to build one that has it", hw[1], hw[0])
+            self.prepare([(hw[1], hw[0])])
+        context = self._engine.create_execution_context()
+        stream = torch.cuda.current_stream().cuda_stream
+        # Set once per context: each context stays on its own profile, so no per-frame profile switch.
+        context.set_optimization_profile_async(self._profiles[hw], stream)
+        shape = (1, 3, *hw)
+        context.set_input_shape(self.input_name, shape)
+        x = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.device, dtype=self.out_dtype)
+        context.set_tensor_address(self.output_name, y.data_ptr())
+        slot = self._slots[hw] = _Slot(context, x, y)
+        return slot
+
+    # ------------------------------------------------------------------ tensor-level API (pipeline)
+
+    def static_input(self, hw: tuple[int, int]) -> Any:
+        """The engine's own input buffer for padded size ``hw`` (H, W): write into it to skip a copy."""
+        return self._slot(hw).input
+
+    def infer(self, x: Any) -> Any:
+        """(1, 3, H, W) cuda tensor in the model's range -> its output buffer (valid until the next call).
+
+        Enqueued on torch's current stream; nothing here waits for the GPU.
+        """
+        import torch
+
+        hw = (int(x.shape[2]), int(x.shape[3]))
+        if self._engine is None:
+            self.prepare([(hw[1], hw[0])])
+        slot = self._slot(hw)
+        if x.data_ptr() != slot.input.data_ptr():
+            slot.input.copy_(x)
+        slot.context.set_tensor_address(self.input_name, slot.input.data_ptr())
+        if not slot.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+            raise VstError("TensorRT execute_async_v3 failed (see the tensorrt log lines)")
+        return slot.output
+
+    # ------------------------------------------------------------------ frame API (Engine protocol)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        from vst.imaging import pad_to_multiple
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+            x = t.to(self.dtype)
+            x = x.div_(127.5).sub_(1.0) if self.value_range < 0 else x.mul_(self.value_range / 255.0)
+            x, (h, w) = pad_to_multiple(x)
+            y = self.infer(x)[..., :h, :w].float()
+            y = y.add(1.0).mul_(127.5) if self.value_range < 0 else y.mul(255.0 / self.value_range)
+            return y[0].add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def _trt_logger() -> Any:
+    from vst.export.trt_build import trt_logger
+
+    return trt_logger()
+
+
+def _torch_dtype(trt: Any, dt: Any) -> Any:
+    import torch
+
+    table = {trt.DataType.HALF: torch.float16, trt.DataType.FLOAT: torch.float32}
+    if dt not in table:
+        raise VstError(f"unexpected TensorRT I/O dtype {dt}")
+    return table[dt]
