@@ -1,0 +1,213 @@
+"""The aiortc adapter: pipeline outputs as WebRTC tracks, fan-out, codec and bitrate settings.
+
+aiortc's camelCase API stays inside this module. One ``PipelineTrack`` per picture (stylized,
+original) is shared by every viewer through ``MediaRelay``; each viewer's encoder runs in
+aiortc's executor, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import ipaddress
+import logging
+import re
+import time
+from typing import Literal
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from vst.errors import VstError
+from vst.stream.pipeline import Pipeline
+
+log = logging.getLogger("vst.webrtc")
+
+Picture = Literal["stylized", "original"]
+CLOCK = 90000
+TIME_BASE = fractions.Fraction(1, CLOCK)
+
+
+class PipelineTrack(MediaStreamTrack):
+    """A video track that sends the pipeline's newest output (one picture of it).
+
+    ``recv`` never raises except MediaStreamError when stopped: an exception escaping it would stop
+    the relay and freeze every viewer (GUIDE), so failures are counted, logged and the last good
+    frame is sent again.
+    """
+
+    kind = "video"
+
+    def __init__(self, pipeline: Pipeline, picture: Picture, repeat_s: float = 1.0) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.picture: Picture = picture
+        self.repeat_s = repeat_s
+        self.errors = 0
+        self.frames = 0
+        self._seq = 0
+        self._t0 = time.monotonic()
+        self._last_pts = -1
+        self._last: av.VideoFrame | None = None
+
+    def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
+        pts = int((time.monotonic() - self._t0) * CLOCK)
+        self._last_pts = pts = max(pts, self._last_pts + 1)
+        frame.pts, frame.time_base = pts, TIME_BASE
+        return frame
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            out = await self.pipeline.next_output(self._seq, self.repeat_s)
+            if out is not None:
+                self._seq = out.seq
+                image = out.stylized if self.picture == "stylized" else out.original
+                self._last = av.VideoFrame.from_ndarray(image, format="rgb24")
+            elif self._last is None:  # nothing produced yet: a black frame keeps the session alive
+                self._last = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+            self.frames += 1
+            return self._stamp(self._last)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.errors += 1
+            if self.errors <= 3 or self.errors % 100 == 0:
+                log.exception("%s track: recv failed (%d errors)", self.picture, self.errors)
+            await asyncio.sleep(0.05)
+            if self._last is None:
+                self._last = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+            return self._stamp(self._last)
+
+
+class Fanout:
+    """One track per picture, relayed to any number of viewers: N viewers cost one inference."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.relay = MediaRelay()
+        self.tracks: dict[Picture, PipelineTrack] = {}
+
+    def subscribe(self, picture: Picture) -> MediaStreamTrack:
+        if picture not in self.tracks:
+            self.tracks[picture] = PipelineTrack(self.pipeline, picture)
+        # unbuffered: a slow viewer gets the newest frame, never a backlog
+        return self.relay.subscribe(self.tracks[picture], buffered=False)
+
+    @property
+    def track_errors(self) -> int:
+        return sum(t.errors for t in self.tracks.values())
+
+    def stop(self) -> None:
+        for t in self.tracks.values():
+            t.stop()
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def rtc_configuration(ice_urls: list[str]) -> RTCConfiguration:
+    """ICE servers from ``--ice-server`` URLs; an explicit empty list, because aiortc's default
+    adds a public STUN server."""
+    return RTCConfiguration(iceServers=[parse_ice_server(u) for u in ice_urls])
+
+
+def parse_ice_server(url: str) -> RTCIceServer:
+    """'stun:host:port', 'turn:host:port?transport=tcp' or 'turn:user:pass@host:port'."""
+    m = re.match(r"^(stuns?|turns?):(?:([^:@/]+):([^@/]+)@)?([^@/?]+)(\?transport=(udp|tcp))?$", url)
+    if not m:
+        raise VstError(f"bad --ice-server {url!r}: use stun:HOST:PORT or turn:USER:PASS@HOST:PORT[?transport=tcp]")
+    scheme, user, password, hostport, query = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5) or ""
+    if scheme.startswith("turn") and not user:
+        raise VstError(f"--ice-server {url!r}: a TURN server needs USER:PASS@")
+    return RTCIceServer(urls=f"{scheme}:{hostport}{query}", username=user, credential=password)
+
+
+def restrict_ice_to_host(host: str) -> None:
+    """Offer only ``host``'s address as an ICE host candidate when the server is bound to loopback.
+
+    aioice gathers on every interface and skips 127.0.0.1; a server started on 127.0.0.1 must not
+    expose media on other addresses, so its host-address hook is narrowed to the bind address.
+    """
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not addr.is_loopback:
+        return
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [str(addr)]  # type: ignore[assignment]
+    log.info("ICE host candidates restricted to %s", addr)
+
+
+def raise_encoder_caps(bitrate: int) -> None:
+    """Let aiortc's VP8/H264 encoders reach ``bitrate`` bps (they clamp to module-level caps:
+    VP8 1.5 Mbps, default 0.5; H264 3 Mbps) and start there instead of at the low default."""
+    from aiortc.codecs import h264, vpx
+
+    for mod in (vpx, h264):
+        mod.MAX_BITRATE = max(mod.MAX_BITRATE, bitrate)
+        mod.MIN_BITRATE = min(mod.MIN_BITRATE, bitrate)
+        mod.DEFAULT_BITRATE = bitrate
+    log.info("encoder bitrate start/max raised to %d kbps", bitrate // 1000)
+
+
+def prefer_codec_in_offer(sdp: str, codec: str) -> str:
+    """Move ``codec``'s payload types (vp8|h264) to the front of each video m-line of an offer.
+
+    aiortc answers with the first codec common to both sides in the offer's order, and the
+    answerer's transceivers only exist once the offer is applied, so the order is set here.
+    Raises VstError when the offer has no video codec of that name.
+    """
+    name = {"vp8": "VP8", "h264": "H264"}[codec]
+    sections = re.split(r"(?m)^(?=m=)", sdp)
+    found = False
+    for i, sec in enumerate(sections):
+        if not sec.startswith("m=video"):
+            continue
+        pts = re.findall(rf"(?m)^a=rtpmap:(\d+) {name}/", sec)
+        if not pts:
+            continue
+        found = True
+        head, _, rest = sec.partition("\n")
+        fields = head.rstrip("\r").split(" ")
+        fmts = [f for f in fields[3:] if f in pts] + [f for f in fields[3:] if f not in pts]
+        sections[i] = " ".join(fields[:3] + fmts) + ("\r" if head.endswith("\r") else "") + "\n" + rest
+    if not found:
+        raise VstError(f"the offer has no {name} video codec (server runs --codec {codec})")
+    return "".join(sections)
+
+
+def add_bitrate_fmtp(sdp: str, kbps: int) -> str:
+    """Add x-google-{min,start,max}-bitrate to every video codec's fmtp line of ``sdp``.
+
+    Chrome reads them from the remote description: they lift its send-side estimate for the
+    ``--source browser`` upload and its initial receive estimate for our stream.
+    """
+    params = f"x-google-min-bitrate={max(kbps // 4, 100)};x-google-start-bitrate={kbps};x-google-max-bitrate={kbps}"
+    lines = sdp.splitlines()
+    out: list[str] = []
+    in_video = False
+    fmtp_done: set[str] = set()
+    video_pts: list[str] = []
+    for line in lines:
+        if line.startswith("m="):
+            if in_video:
+                out.extend(f"a=fmtp:{pt} {params}" for pt in video_pts if pt not in fmtp_done)
+            in_video = line.startswith("m=video")
+            video_pts, fmtp_done = [], set()
+        if in_video and (m := re.match(r"^a=rtpmap:(\d+) (VP8|H264|VP9|AV1)/", line)):
+            video_pts.append(m.group(1))
+        if in_video and (m := re.match(r"^a=fmtp:(\d+) (.*)$", line)) and m.group(1) in video_pts:
+            if "x-google-" not in line:
+                line = f"{line};{params}"
+            fmtp_done.add(m.group(1))
+        out.append(line)
+    if in_video:
+        out.extend(f"a=fmtp:{pt} {params}" for pt in video_pts if pt not in fmtp_done)
+    return "\r\n".join(out) + "\r\n"
