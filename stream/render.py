@@ -19,7 +19,7 @@ from tqdm import tqdm
 from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
 from vst.stream.engine import BACKENDS, make_engine
-from vst.stream.sources import AvSource
+from vst.stream.sources import AvSource, sample_path
 from vst.styles import resolve_style
 
 log = logging.getLogger("vst.render")
@@ -51,6 +51,8 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
     """Render ``src`` to ``dst``; returns the number of frames written."""
     import av
 
+    if str(src) == "sample" and not src.exists():
+        src = sample_path()
     if not dst.parent.is_dir():
         raise VstError(f"output directory does not exist: {dst.parent}")
     if dst.suffix.lower() not in (".mp4", ".mkv", ".mov"):
@@ -106,7 +108,7 @@ def _make_blend(alpha: float):  # noqa: ANN202 - returns BlendStage | None; impo
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vst-render", description="Stylize a video file into an H.264 mp4.")
-    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument("input", type=Path, help="input video file, or 'sample' for the bundled clip")
     p.add_argument("output", type=Path, help="output .mp4 (written atomically)")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
     p.add_argument("--size", type=parse_size, default=None, help="fit frames inside WxH, aspect kept")

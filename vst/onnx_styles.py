@@ -111,12 +111,28 @@ def import_onnx_style(src: Path, name: str, dest_dir: Path, provenance: str, sty
     else:
         shutil.copyfile(src, tmp)
     meta["onnx_fixed_hw"] = list(fixed) if fixed else None
+    meta["onnx_channel_order"] = _channel_order(model)
     session = _session(tmp)
     meta["onnx_value_range"] = _detect_range(session, meta, fixed or (96, 128))
     tmp.replace(dest)
     meta.update({"name": name, "arch": "onnx", "provenance": provenance, "normalization": f"rgb in 0..{meta['onnx_value_range']:g}"})
     dest.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return Style(name, dest, meta, "user")
+
+
+# Caffe/VGG-style models subtract the ImageNet mean in BGR order: the tell-tale of BGR input.
+_BGR_MEAN = np.array([103.939, 116.779, 123.68])
+
+
+def _channel_order(model: Any) -> str:
+    from onnx import helper
+
+    for node in model.graph.node:
+        if node.op_type == "ImageScaler":
+            bias = [helper.get_attribute_value(a) for a in node.attribute if a.name == "bias"]
+            if bias and len(bias[0]) == 3 and np.allclose(np.abs(bias[0]), _BGR_MEAN, atol=0.5):
+                return "bgr"
+    return "rgb"
 
 
 def _run(session: Any, meta: dict[str, Any], img01: np.ndarray, scale: float) -> np.ndarray:

@@ -48,12 +48,15 @@ class OrtEngine:
         self.feeds = extra_inputs(self.meta)
         self.input = self.meta.get("onnx_input") or self.session.get_inputs()[0].name
         self.fixed_hw = self.meta.get("onnx_fixed_hw")
+        self.bgr = self.meta.get("onnx_channel_order") == "bgr"
         # -1 marks our own [-1, 1] models; 1 or 255 are third-party 0..1 / 0..255 models.
         self.value_range = float(self.meta.get("onnx_value_range", 255.0))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
         img = frame if not self.fixed_hw else cv2.resize(frame, (self.fixed_hw[1], self.fixed_hw[0]), interpolation=cv2.INTER_AREA)
+        if self.bgr:
+            img = img[..., ::-1]
         x = img.transpose(2, 0, 1)[None].astype(np.float32)
         if self.value_range < 0:
             x = x / 127.5 - 1.0
@@ -67,6 +70,8 @@ class OrtEngine:
         y = self.infer(x)[0, :, : img.shape[0], : img.shape[1]]
         y = (y + 1.0) * 127.5 if self.value_range < 0 else y * (255.0 / self.value_range)
         out = np.clip(y.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
+        if self.bgr:
+            out = np.ascontiguousarray(out[..., ::-1])
         if self.fixed_hw:
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
         return out

@@ -116,6 +116,7 @@ def test_corrupt_safetensors_style(tmp_path: Path) -> None:
 def test_onnx_fast_neural_style_imports_with_free_size(data) -> None:  # noqa: ANN001
     style = import_style(data("models", "fast_neural_style", "mosaic.onnx"), "mosaic")
     assert style.meta["onnx_value_range"] == 255.0
+    assert style.meta["onnx_channel_order"] == "bgr"  # VGG mean subtracted in BGR order
     assert style.meta["onnx_fixed_hw"] is None  # output_shape rewritten: any size runs
     frame = np.random.default_rng(1).integers(0, 256, (90, 160, 3), dtype=np.uint8)
     out = make_engine(resolve_style("mosaic"))(frame)
