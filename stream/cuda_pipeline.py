@@ -166,6 +166,8 @@ class CudaPipeline:
         self._error: BaseException | None = None
         self.stage_ms: dict[str, list[float]] = {k: [] for k in STAGES}
         self.latency_ms: list[float] = []
+        self.flow_ms: list[float] = []
+        """Host flow time per frame (ms), with blending on."""
         self._collector = threading.Thread(target=self._collect, name="vst-d2h-collector", daemon=True)
         self._collector.start()
 
@@ -187,7 +189,9 @@ class CudaPipeline:
         flow_ready = False
         if self._flow is not None:
             if self._prev_frame is not None:
+                tf = time.perf_counter()
                 np.copyto(slot.pinned_flow_np, self._flow(frame, self._prev_frame))  # t -> t-1
+                self.flow_ms.append((time.perf_counter() - tf) * 1e3)
                 flow_ready = True
             if self._prev_frame is None:
                 self._prev_frame = frame.copy()  # once; later frames copy into it
