@@ -1,0 +1,249 @@
+"""vst.train: losses, synthetic motion, config, a few-step CPU run, resume, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vst.styles import load_generator, resolve_style
+from vst.train.config import ConfigError, TrainConfig, load_config, parse_override
+from vst.train.data import DomainA, ImageFolder, smooth_flow, synthetic_pair
+from vst.train.losses import ImagePool, edge_loss, temporal_loss
+from vst.warp import backward_warp
+
+
+@pytest.fixture(autouse=True)
+def _flow_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flows are cached in a per-session temp folder, never the user's ~/.cache."""
+    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _smooth_pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.rand(2, 3, 24, 32, generator=gen) * 2 - 1
+    return img, smooth_flow(2, 24, 32, 2.0, gen)
+
+
+# ------------------------------------------------------------------------------ losses
+
+
+def test_temporal_loss_is_zero_for_a_perfect_warp() -> None:
+    earlier, flow = _smooth_pair()
+    cur = backward_warp(earlier, flow)
+    mask = torch.ones(2, 1, 24, 32)
+    assert float(temporal_loss(cur, earlier, flow, mask)) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_temporal_loss_is_positive_otherwise_and_ignores_masked_pixels() -> None:
+    earlier, flow = _smooth_pair()
+    cur = backward_warp(earlier, flow)
+    mask = torch.ones(2, 1, 24, 32)
+    noisy = cur + 0.1 * torch.randn(cur.shape, generator=torch.Generator().manual_seed(1))
+    assert float(temporal_loss(noisy, earlier, flow, mask)) > 1e-3
+    # A wrong region that the occlusion mask removes costs nothing.
+    broken = cur.clone()
+    broken[..., :8, :] = 5.0
+    mask[..., :8, :] = 0
+    assert float(temporal_loss(broken, earlier, flow, mask)) == pytest.approx(0.0, abs=1e-10)
+    assert float(temporal_loss(broken, earlier, flow, torch.zeros_like(mask))) == 0.0
+
+
+def test_temporal_loss_gradient_reaches_both_frames() -> None:
+    earlier, flow = _smooth_pair()
+    a = earlier.clone().requires_grad_(True)
+    b = (backward_warp(earlier, flow) + 0.1).requires_grad_(True)
+    temporal_loss(b, a, flow, torch.ones(2, 1, 24, 32)).backward()
+    assert a.grad is not None and b.grad is not None and float(a.grad.abs().sum()) > 0 and float(b.grad.abs().sum()) > 0
+
+
+def test_edge_loss_sees_edges_not_offsets() -> None:
+    x = torch.rand(1, 3, 16, 16)
+    assert float(edge_loss(x + 0.3, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(edge_loss(torch.zeros_like(x), x)) > 0
+
+
+def test_image_pool_returns_history_deterministically() -> None:
+    def run() -> list[torch.Tensor]:
+        pool, gen = ImagePool(3), torch.Generator().manual_seed(0)
+        return [pool.query(torch.full((2, 3, 4, 4), float(i)), gen) for i in range(6)]
+
+    a, b = run(), run()
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert any(float(o.min()) < i for i, o in enumerate(a))  # some old images came back
+
+
+# ------------------------------------------------------------------------------ synthetic motion
+
+
+@pytest.mark.parametrize("obj_p", [0.0, 1.0])
+def test_synthetic_pair_flow_warps_one_image_onto_the_other(obj_p: float, data: type) -> None:
+    photos = ImageFolder(data("paintings", "vangogh", "trainA"), 72, 64, limit=4)
+    earlier = photos.images[:4].float().div(127.5).sub(1)[..., :48, :64]
+    gen = torch.Generator().manual_seed(3)
+    filler = earlier.flip(0)
+    cur, flow, mask = synthetic_pair(earlier, 4.0, gen, filler=filler, obj_p=obj_p)
+    assert float(flow.abs().max()) > 0.5  # it really moves
+    assert float(mask.mean()) > 0.5
+    warped = backward_warp(earlier, flow)
+    err = ((warped - cur).abs() * mask).amax()
+    assert float(err) < 1e-5
+    # Without the warp the frames differ: the check above is not vacuous.
+    assert float(((earlier - cur).abs() * mask).mean()) > 0.01
+    if obj_p:
+        assert float(mask.mean()) < 1.0  # the moving object uncovers background: occlusion is known
+
+
+def test_cached_flows_align_real_video_frames(data: type) -> None:
+    a = DomainA([data("frames", "corridor_neuflow")], (96, 56), long_gap=3)
+    batch = a.sample(6, torch.Generator().manual_seed(0))
+    assert batch.far is not None and batch.far_mask is not None
+    warped = backward_warp(batch.prev, batch.flow)
+    before = float(((batch.prev - batch.cur).abs() * batch.mask).mean())
+    after = float(((warped - batch.cur).abs() * batch.mask).mean())
+    assert after < 0.8 * before
+    cache = list((Path(__import__("os").environ["VST_CACHE_DIR"]) / "flows").glob("corridor_neuflow-*.npz"))
+    assert cache, "flows were not cached on disk"
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_config_defaults_are_the_seed_recipe() -> None:
+    cfg = TrainConfig()
+    assert (cfg.loss.cycle, cfg.loss.identity, cfg.optim.pool, cfg.optim.lr, cfg.optim.beta1) == (10.0, 0.5, 50, 2e-4, 0.5)
+    assert (cfg.optim.batch, cfg.data.b_load, cfg.data.b_crop, cfg.data.b_jitter_p, cfg.model.d_ndf) == (4, 286, 256, 0.15, 64)
+    assert cfg.generator_spec().kwargs == {"ngf": 64, "n_blocks": 9, "affine": False}
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\narch = "compact"\nwidth = 8\n[optim]\nsteps = 7\n')
+    cfg = load_config(path, ["loss.temporal=0", "data.frame_size=[64, 32]", "run.style_name=monet"])
+    assert (cfg.model.arch, cfg.model.width, cfg.optim.steps, cfg.loss.temporal) == ("compact", 8, 7, 0.0)
+    assert cfg.data.frame_size == (64, 32) and cfg.run.style_name == "monet"
+    assert load_config("monet_cpu").model.arch == "compact"  # bundled config by name
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config(None, ["loss.nope=1"])
+    with pytest.raises(ConfigError, match="must be"):
+        load_config(None, ["optim.steps=lots"])
+    with pytest.raises(ConfigError):
+        parse_override("steps=3")
+
+
+# ------------------------------------------------------------------------------ training runs
+
+
+def _tiny(tmp_path: Path, data: type, **over: object) -> TrainConfig:
+    paintings = tmp_path / "paintings"
+    paintings.mkdir(exist_ok=True)
+    for p in sorted(data("paintings", "vangogh", "trainA").glob("*.jpg"))[:6]:
+        shutil.copy(p, paintings / p.name)
+    text = f"""
+[data]
+a_sources = ["{data("frames", "corridor_neuflow")}"]
+a_stills = ["{paintings}"]
+a_still_p = 0.5
+frame_size = [32, 24]
+b_dir = "{paintings}"
+b_load = 36
+b_crop = 32
+long_gap = 3
+[model]
+arch = "compact"
+width = 4
+n_blocks = 1
+affine = true
+d_ndf = 8
+[optim]
+steps = 4
+batch = 2
+pool = 3
+[run]
+threads = 1
+log_every = 1
+sample_every = 2
+checkpoint_every = 0
+style_name = "tiny"
+"""
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return load_config(path, [f"{k}={v}" for k, v in over.items()])
+
+
+def test_cli_smoke_run_finite_losses_and_checkpoint_loads_as_style(tmp_path: Path, data: type) -> None:
+    from vst.train.cli import main
+
+    _tiny(tmp_path, data)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q"])
+    assert exit_info.value.code == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        for key in ("g_gan_b", "cycle_a", "idt_b", "temporal", "long_term", "d_b", "d_a"):
+            assert math.isfinite(float(row[key])), (key, row)
+    assert (run / "config.toml").is_file() and (run / "samples" / "step_0000004.png").is_file()
+    style = resolve_style(run / "style" / "tiny.safetensors")
+    assert style.meta["training"]["steps"] == 4 and style.meta["dtype"] == "float16"
+    net = load_generator(style)
+    out = net(torch.zeros(1, 3, 24, 32))
+    assert out.shape == (1, 3, 24, 32) and bool(torch.isfinite(out).all())
+
+
+def test_resume_gives_the_same_next_step_as_an_uninterrupted_run(tmp_path: Path, data: type) -> None:
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data)
+    a = DomainA(cfg.data.a_sources, (32, 24), cfg.data.a_stills, 0.5, 3)
+    b = ImageFolder(Path(cfg.data.b_dir), 36, 32, 0.15)
+
+    first = CycleGANTrainer(cfg, tmp_path / "r1", a, b)
+    for _ in range(2):
+        first.train_step(*first.sample_batch())
+    ckpt = first.save_checkpoint()
+    expected = first.train_step(*first.sample_batch())
+    want = {k: v.clone() for k, v in first.g_ab.state_dict().items()} | {"d": next(first.d_b.parameters()).clone()}
+
+    second = CycleGANTrainer(cfg, tmp_path / "r2", a, b)
+    second.load_checkpoint(ckpt)
+    assert second.step == 2
+    got_losses = second.train_step(*second.sample_batch())
+    got = {k: v.clone() for k, v in second.g_ab.state_dict().items()} | {"d": next(second.d_b.parameters()).clone()}
+    assert got_losses == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_distill_smoke(tmp_path: Path, data: type) -> None:
+    from vst.train.distill import DistillTrainer
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data, **{"optim.steps": 2})
+    teacher = CycleGANTrainer(cfg, tmp_path / "t")
+    teacher.export_style(tmp_path / "styles", "teacher")
+    student = DistillTrainer(cfg, tmp_path / "s", str(tmp_path / "styles" / "teacher.safetensors"), a=teacher.a)
+    student.fit(progress=False)
+    assert student.step == 2 and {"l1", "edge", "temporal", "long_term"} <= set(student.last)
+    assert all(math.isfinite(v) for v in student.last.values())
+    load_generator(resolve_style(tmp_path / "s" / "style" / "tiny.safetensors"))
+
+
+@pytest.mark.parametrize("flag", ["--b", "--a"])
+def test_cli_missing_or_empty_folder_is_one_line_error(tmp_path: Path, data: type, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from vst.train.cli import main
+
+    _tiny(tmp_path, data)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target, message in ((tmp_path / "missing", "not found"), (empty, "no images")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--config", str(tmp_path / "tiny.toml"), "--run", str(tmp_path / "run"), flag, str(target), "-q"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and message in err and "\n" not in err

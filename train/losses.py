@@ -1,0 +1,82 @@
+"""Loss functions and the discriminator image pool.
+
+Images are float (N, 3, H, W) in [-1, 1]; flows (N, 2, H, W) in pixels; masks (N, 1, H, W) in {0, 1}.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vst.warp import backward_warp
+
+
+def lsgan_loss(pred: Tensor, real: bool) -> Tensor:
+    """Least-squares GAN loss: mean (D(x) - 1)^2 for real targets, mean D(x)^2 for fake ones."""
+    target = 1.0 if real else 0.0
+    return (pred.float() - target).square().mean()
+
+
+def temporal_loss(out_cur: Tensor, out_earlier: Tensor, flow: Tensor, mask: Tensor) -> Tensor:
+    """Masked squared error between G(x_t) and G(x_{t-k}) warped onto frame t.
+
+    flow: t -> t-k (where each pixel of frame t is found in frame t-k); mask: 1 where that pixel is
+    visible in both frames. Averaged over the valid pixels and channels, so it does not shrink when
+    much of the frame is occluded; 0 when nothing is valid.
+    """
+    warped = backward_warp(out_earlier.float(), flow.float())
+    m = mask.float()
+    err = (out_cur.float() - warped).square() * m
+    return err.sum() / (m.sum() * out_cur.shape[1]).clamp_min(1.0)
+
+
+def image_gradients(x: Tensor) -> Tensor:
+    """Sobel x/y responses per channel: (N, C, H, W) -> (N, 2C, H, W), replicate-padded."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 8.0
+    k = torch.stack((kx, kx.t())).unsqueeze(1)  # (2, 1, 3, 3)
+    c = x.shape[1]
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(xp, k.repeat(c, 1, 1, 1), groups=c)
+
+
+def edge_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """L1 between Sobel gradients: keeps the teacher's brush-stroke edges that plain L1 blurs away."""
+    return (image_gradients(student.float()) - image_gradients(teacher.float())).abs().mean()
+
+
+class ImagePool:
+    """The seed's history of generated images (Shrivastava et al.): D sees a mix of old and new fakes.
+
+    Until ``size`` images are stored each new image is stored and returned; afterwards, with
+    probability 1/2, a stored image is returned in its place and the new one takes its slot.
+    Random choices come from the caller's generator, so a resumed run draws the same ones.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def query(self, batch: Tensor, gen: torch.Generator) -> Tensor:
+        if self.size <= 0:
+            return batch
+        out = []
+        for img in batch.detach():
+            img = img.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif torch.rand(1, generator=gen).item() < 0.5:
+                i = int(torch.randint(len(self.images), (1,), generator=gen))
+                out.append(self.images[i].clone())
+                self.images[i] = img.clone()
+            else:
+                out.append(img)
+        return torch.cat(out)
+
+    def state(self) -> Tensor | None:
+        """The stored images as one (K, 3, H, W) tensor (None when empty)."""
+        return torch.cat(self.images) if self.images else None
+
+    def load(self, images: Tensor | None, device: torch.device) -> None:
+        self.images = [] if images is None else [img.unsqueeze(0).to(device) for img in images]
