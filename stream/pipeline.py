@@ -142,6 +142,10 @@ class Output:
     """(H, W, 3) uint8 RGB."""
     original: np.ndarray
     """(H, W, 3) uint8 RGB, the input the stylized frame came from."""
+    stylized_yuv: np.ndarray
+    """(H*3/2, W) uint8 I420 of ``stylized``: converted once here, so viewers' encoders skip it."""
+    original_yuv: np.ndarray
+    """(H*3/2, W) uint8 I420 of ``original``."""
     captured: float
     """Wall-clock time (time.time()) the source frame was read."""
 
@@ -426,7 +430,8 @@ class Pipeline:
 
     def _publish(self, stylized: np.ndarray, original: np.ndarray, captured: float) -> None:
         self._seq += 1
-        self._out = Output(self._seq, stylized, original, captured)
+        self._out = Output(self._seq, stylized, original, cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420),
+                           cv2.cvtColor(original, cv2.COLOR_RGB2YUV_I420), captured)  # fmt: skip
         self._rate_out.tick(time.monotonic())
         with self._loops_lock:
             items = list(self._loops.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import ipaddress
 import logging
 import secrets
@@ -65,6 +66,7 @@ def _is_loopback(host: str) -> bool:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     if args.verbose < 2:  # aioice/aiortc log every ICE check at INFO
         for name in ("aioice", "aiortc"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -103,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(server, args, token))
     finally:
         pipeline.stop()  # releases the camera / RTSP connection
+        faulthandler.cancel_dump_traceback_later()
         log.info("stopped")
     return 0
 
@@ -121,6 +124,8 @@ async def _serve(server: StreamServer, args: argparse.Namespace, token: str | No
         print(f"vst-stream: WHEP endpoint http://{host}:{port}/whep", flush=True)  # noqa: T201
 
     await serve(server, stop, ready)
+    # a shutdown that hangs dumps every thread's stack instead of hanging silently
+    faulthandler.dump_traceback_later(15, exit=True)
     log.info("shutting down: %d sessions closed", server.sessions_total)
 
 

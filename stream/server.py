@@ -75,6 +75,7 @@ class Session:
     publisher: bool = False
     created: float = field(default_factory=time.monotonic)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tracks: list[Any] = field(default_factory=list)
 
 
 def _error(status: int, message: str, *, sdp: bool = False) -> web.Response:
@@ -214,7 +215,7 @@ class StreamServer:
             viewers=len(self.sessions),
             publishers=sum(s.publisher for s in self.sessions.values()),
             sessions_total=self.sessions_total,
-            track_frames={k: t.frames for k, t in self.fanout.tracks.items()},
+            frames_sent=self.fanout.sent(),
             track_errors=self.fanout.track_errors,
             rejected=self.rejected,
             cpu_percent=round(self.cpu_percent, 1),
@@ -313,12 +314,16 @@ class StreamServer:
             video = [t for t in pc.getTransceivers() if t.kind == "video"]
             if publish:
                 self._take_camera(session)
-            pc.addTrack(self.fanout.subscribe("stylized"))
+            session.tracks.append(self.fanout.subscribe("stylized"))
             if original and len(video) > 1:
-                pc.addTrack(self.fanout.subscribe("original"))
+                session.tracks.append(self.fanout.subscribe("original"))
+            for track in session.tracks:
+                pc.addTrack(track)
             answer = await asyncio.wait_for(pc.createAnswer(), self.config.offer_timeout_s)
             await asyncio.wait_for(pc.setLocalDescription(answer), self.config.offer_timeout_s)
         except BaseException:
+            for track in session.tracks:
+                track.stop()
             await pc.close()
             raise
         finally:
@@ -373,6 +378,8 @@ class StreamServer:
             return
         for t in session.tasks:
             t.cancel()
+        for track in session.tracks:
+            track.stop()
         await session.pc.close()
         log.info("session %s closed; %d viewers", sid, len(self.sessions))
 

@@ -1,8 +1,11 @@
 """The aiortc adapter: pipeline outputs as WebRTC tracks, fan-out, codec and bitrate settings.
 
-aiortc's camelCase API stays inside this module. One ``PipelineTrack`` per picture (stylized,
-original) is shared by every viewer through ``MediaRelay``; each viewer's encoder runs in
-aiortc's executor, off the event loop.
+aiortc's camelCase API stays inside this module. Fan-out: the pipeline's one-slot output is
+shared by every viewer, and each viewer gets its own light ``PipelineTrack`` that wraps the
+shared I420 planes in a fresh ``av.VideoFrame``. We do not use ``MediaRelay`` because it hands
+one frame object to every viewer's encoder, and those encoders run in parallel executor threads
+and mutate the frame (``pict_type``; ``reformat`` when it is not I420): with two viewers that
+crashed the server (SIGSEGV) here. Encoding stays in aiortc's executor, off the event loop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Literal
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
@@ -51,7 +53,9 @@ class PipelineTrack(MediaStreamTrack):
         self._seq = 0
         self._t0 = time.monotonic()
         self._last_pts = -1
-        self._last: av.VideoFrame | None = None
+        # until the pipeline publishes: black (Y=16, U=V=128), so the session starts at once
+        self._yuv = np.full((270, 320), 128, np.uint8)
+        self._yuv[:180] = 16
 
     def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
         pts = int((time.monotonic() - self._t0) * CLOCK)
@@ -66,12 +70,11 @@ class PipelineTrack(MediaStreamTrack):
             out = await self.pipeline.next_output(self._seq, self.repeat_s)
             if out is not None:
                 self._seq = out.seq
-                image = out.stylized if self.picture == "stylized" else out.original
-                self._last = av.VideoFrame.from_ndarray(image, format="rgb24")
-            elif self._last is None:  # nothing produced yet: a black frame keeps the session alive
-                self._last = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+                self._yuv = out.stylized_yuv if self.picture == "stylized" else out.original_yuv
+            # a new frame object per send: the encoder mutates it (see module docstring)
+            frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
             self.frames += 1
-            return self._stamp(self._last)
+            return self._stamp(frame)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -79,31 +82,45 @@ class PipelineTrack(MediaStreamTrack):
             if self.errors <= 3 or self.errors % 100 == 0:
                 log.exception("%s track: recv failed (%d errors)", self.picture, self.errors)
             await asyncio.sleep(0.05)
-            if self._last is None:
-                self._last = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
-            return self._stamp(self._last)
+            return self._stamp(av.VideoFrame.from_ndarray(self._yuv, format="yuv420p"))
 
 
 class Fanout:
-    """One track per picture, relayed to any number of viewers: N viewers cost one inference."""
+    """Hands every viewer its own track on the one pipeline output: N viewers cost one inference.
+
+    A viewer whose encoder is slow simply skips to the newest output (no per-viewer backlog).
+    """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.relay = MediaRelay()
-        self.tracks: dict[Picture, PipelineTrack] = {}
+        self.tracks: set[PipelineTrack] = set()
+        self.frames_sent = {"stylized": 0, "original": 0}
+        self.errors = 0
 
-    def subscribe(self, picture: Picture) -> MediaStreamTrack:
-        if picture not in self.tracks:
-            self.tracks[picture] = PipelineTrack(self.pipeline, picture)
-        # unbuffered: a slow viewer gets the newest frame, never a backlog
-        return self.relay.subscribe(self.tracks[picture], buffered=False)
+    def subscribe(self, picture: Picture) -> PipelineTrack:
+        track = PipelineTrack(self.pipeline, picture)
+        self.tracks.add(track)
+        track.on("ended", lambda: self._retire(track))
+        return track
+
+    def _retire(self, track: PipelineTrack) -> None:
+        if track in self.tracks:
+            self.tracks.discard(track)
+            self.frames_sent[track.picture] += track.frames
+            self.errors += track.errors
 
     @property
     def track_errors(self) -> int:
-        return sum(t.errors for t in self.tracks.values())
+        return self.errors + sum(t.errors for t in self.tracks)
+
+    def sent(self) -> dict[str, int]:
+        out = dict(self.frames_sent)
+        for t in self.tracks:
+            out[t.picture] += t.frames
+        return out
 
     def stop(self) -> None:
-        for t in self.tracks.values():
+        for t in list(self.tracks):
             t.stop()
 
 
