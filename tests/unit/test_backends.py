@@ -1,0 +1,84 @@
+"""Every backend available here produces the same frames from the same style, within stated tolerances.
+
+Tolerances are on the uint8 output (0..255), for a small generator with non-trivial activations:
+  onnxruntime fp32 vs torch-cpu fp32   max |diff| <= 1     (rounding of identical fp32 maths)
+  torch-cpu bf16 vs fp32               mean |diff| <= 3    (bf16 has 8 mantissa bits)
+  torch-cuda fp16 / tensorrt fp16      tests/gpu/test_gpu_backends.py (skipped without a GPU)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from vst.errors import BackendUnavailable
+from vst.models import GeneratorSpec, build_generator, init_weights
+from vst.stream.backends.torch_backend import cpu_has_bf16
+from vst.stream.engine import make_engine
+from vst.styles import Style, save_style
+
+UINT8_TOL = {"onnxruntime": {"max": 1}, "torch-cpu-bf16": {"mean": 3.0}}
+
+
+@pytest.fixture
+def style(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Style:
+    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    spec = GeneratorSpec("compact", {"width": 8, "n_blocks": 2})
+    net = init_weights(build_generator(spec), gain=0.2, seed=3)
+    return save_style(tmp_path_factory.mktemp("styles"), "tiny", net, spec, {"provenance": "test"})
+
+
+@pytest.fixture
+def frame() -> np.ndarray:
+    """A frame from the synthetic source; 66 rows (2 mod 4) exercise the reflect padding.
+
+    At least 64 px a side: OrtEngine pads smaller frames up to 64 for fast-neural-style models, and
+    instance norm's whole-image statistics then differ from torch's 4-multiple padding.
+    """
+    from vst.stream.sources import TestSource
+
+    return TestSource((96, 66)).render(7)
+
+
+def test_onnxruntime_matches_torch_cpu(style: Style, frame: np.ndarray) -> None:
+    ref = make_engine(style, "torch-cpu", "fp32")(frame)
+    got = make_engine(style, "onnxruntime")(frame)
+    assert got.shape == ref.shape == frame.shape and got.dtype == np.uint8
+    assert ref.std() > 5  # the output is an image, not a constant
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= UINT8_TOL["onnxruntime"]["max"]
+
+
+def test_onnxruntime_tensor_api(style: Style) -> None:
+    engine = make_engine(style, "onnxruntime")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 48)).astype(np.float32)
+    y = engine.infer(x)  # type: ignore[attr-defined]
+    assert y.shape == x.shape and y.dtype == np.float32 and np.abs(y).max() <= 1.0
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
+def test_torch_cpu_bf16_close_to_fp32(style: Style, frame: np.ndarray) -> None:
+    ref = make_engine(style, "torch-cpu", "fp32")(frame)
+    got = make_engine(style, "torch-cpu", "bf16")(frame)
+    assert np.abs(got.astype(int) - ref.astype(int)).mean() <= UINT8_TOL["torch-cpu-bf16"]["mean"]
+
+
+def test_cuda_backends_refuse_clearly_without_a_gpu(style: Style) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the GPU tests cover these backends")
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        make_engine(style, "torch-cuda")
+    expected = "TensorRT not installed" if importlib.util.find_spec("tensorrt") is None else "CUDA"
+    with pytest.raises(BackendUnavailable, match=expected):
+        make_engine(style, "tensorrt")
+
+
+def test_cuda_pipeline_refuses_clearly_without_a_gpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: tests/gpu/test_cuda_pipeline.py covers the pipeline")
+    from vst.stream.cuda_pipeline import CudaPipeline, PipelineConfig
+
+    with pytest.raises(BackendUnavailable):
+        CudaPipeline(object(), PipelineConfig(size=(64, 48)))  # type: ignore[arg-type]
