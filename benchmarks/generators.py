@@ -50,9 +50,9 @@ def _time(fn: Any, reps: int) -> float:
 
 
 def measure(arch: str, size: tuple[int, int], runtimes: list[str], reps: int, tmp: Path) -> dict[str, Any]:
-    w, h = size
+    w, h = size  # multiples of 4: MACs then scale exactly with H*W (see fps.macs_at)
     net = init_weights(build_generator(ARCHS[arch]), gain=0.2, seed=0).eval()
-    row: dict[str, Any] = {"arch": arch, "size": f"{w}x{h}", "gmacs": round(count_macs(net, h, w) / 1e9, 3),
+    row: dict[str, Any] = {"arch": arch, "size": f"{w}x{h}", "gmacs": round(count_macs(net, 64, 64) * (h * w) / (64 * 64) / 1e9, 3),
                            "params_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 3)}  # fmt: skip
     x = torch.rand(1, 3, h, w) * 2 - 1
     with torch.inference_mode():
