@@ -52,6 +52,8 @@ class TensorRTEngine:
         self.precision = "fp16" if precision == "auto" else precision
         self.style = style
         self.device = torch.device("cuda")
+        # The I/O dtype the engine will have (confirmed from the engine when it loads).
+        self.dtype = self.out_dtype = torch.float16 if self.precision == "fp16" else torch.float32
         # Our exports are [-1, 1]; third-party ONNX styles declare their own range (see vst.onnx_styles).
         self.value_range = -1.0 if style.kind == "torch" else float(style.meta.get("onnx_value_range", 255.0))
         if style.kind == "onnx" and style.meta.get("onnx_extra_inputs"):
