@@ -307,13 +307,13 @@ class StreamServer:
         pc = RTCPeerConnection(self.rtc_config)
         session = Session(secrets.token_urlsafe(9), pc, kind, publisher=publish)
         try:
+            if publish:  # aiortc fires "track" inside setRemoteDescription: listen first
+                self._take_camera(session)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as e:  # aiortc raises ValueError/KeyError/... on bad SDP
                 raise web.HTTPBadRequest(text=f"malformed SDP offer: {type(e).__name__}: {str(e)[:160]}") from None
             video = [t for t in pc.getTransceivers() if t.kind == "video"]
-            if publish:
-                self._take_camera(session)
             session.tracks.append(self.fanout.subscribe("stylized"))
             if original and len(video) > 1:
                 session.tracks.append(self.fanout.subscribe("original"))

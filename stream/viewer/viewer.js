@@ -162,7 +162,8 @@ function disconnect(user = true) {
   vst.pc = null;
   if (pc) pc.close();
   if (vst.sessionId) {
-    api(`/session/${vst.sessionId}`, { method: "DELETE" }).catch(() => {});
+    // keepalive: the DELETE must outlive a closing tab, or the server waits ~30 s for ICE consent to lapse
+    api(`/session/${vst.sessionId}`, { method: "DELETE", keepalive: true }).catch(() => {});
     vst.sessionId = null;
   }
   if (vst.camera) { vst.camera.getTracks().forEach((t) => t.stop()); vst.camera = null; }
@@ -276,7 +277,7 @@ $("blend").addEventListener("input", (ev) => {
 });
 $("original").addEventListener("change", () => { if (vst.pc) connect(); });
 $("connect").addEventListener("click", () => (vst.pc ? disconnect() : connect()));
-window.addEventListener("beforeunload", () => disconnect(false));
+window.addEventListener("pagehide", () => disconnect(false));
 
 watchStamps();
 pollStats();

@@ -35,7 +35,7 @@ def server(styles_dir: Path) -> Iterator[VstServer]:
 def viewer(chromium: Any, server: VstServer) -> Iterator[Any]:
     page = open_viewer(chromium, server.url)
     yield page
-    page.close()
+    page.close(run_before_unload=True)
 
 
 def test_viewer_decodes_frames_and_screenshot(viewer: Any, server: VstServer) -> None:
@@ -121,12 +121,13 @@ def test_four_viewers_one_inference(chromium: Any, viewer: Any, server: VstServe
         offer = pages[0].evaluate("vst.pc.localDescription.sdp")
         status, headers, body = server.request("POST", "/whep", offer.encode(), "application/sdp")
         assert status == 503, (status, body)
-        assert "full" in body.decode()
+        assert "full" in body.decode() and headers.get("Retry-After")
+        time.sleep(2)
         d2 = [frames_decoded(p) for p in pages]
         assert all(b > a for a, b in zip(d1, d2))
     finally:
         for p in pages[1:]:
-            p.close()
+            p.close(run_before_unload=True)
     assert wait_until(lambda: server.stats()["viewers"] == 1, 15), server.stats()["viewers"]
 
 
@@ -185,4 +186,4 @@ def test_page_messages_for_wrong_token_and_unreachable(chromium: Any, server: Vs
         page.wait_for_function("vst.state === 'unreachable'", timeout=15000)
         assert "unreachable" in page.inner_text("#message").lower()
     finally:
-        page.close()
+        page.close(run_before_unload=True)
