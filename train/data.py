@@ -286,7 +286,7 @@ def load_sequence(
             pairs[k] = (torch.from_numpy(arrays[f"cur{k}"]), torch.from_numpy(fl), torch.from_numpy(mk))
         if use_cache:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".part.npz")
+            tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.npz")  # torchrun ranks may race here
             np.savez(tmp, **arrays)
             os.replace(tmp, cache)
         log.info("%s: %d frames, DIS flows for gaps %s computed and cached in %s", path.name, len(frames), list(gaps), cache)
