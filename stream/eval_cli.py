@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
-    p.add_argument("--mode", default="restore", choices=("full", "lowpass", "restore"), help="blend mode (default restore)")
+    p.add_argument("--mode", default="lowpass", choices=("full", "lowpass", "restore"), help="blend mode (default lowpass)")
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("-v", "--verbose", action="count", default=0)
