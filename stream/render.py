@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
+from vst.stream.blend import BlendStage
 from vst.stream.engine import BACKENDS, make_engine
 from vst.stream.sources import AvSource, sample_path
 from vst.styles import resolve_style
@@ -96,14 +97,13 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
     return n
 
 
-def _make_blend(alpha: float):  # noqa: ANN202 - returns BlendStage | None; imported lazily
-    if not 0.0 <= alpha <= 1.0:
-        raise VstError(f"--blend must be in [0, 1], got {alpha}")
+def _make_blend(alpha: float) -> BlendStage | None:
     if alpha == 0.0:
         return None
-    from vst.stream.blend import BlendStage
-
-    return BlendStage(alpha=alpha)
+    try:
+        return BlendStage(alpha=alpha)
+    except ValueError as e:  # the stage owns the valid range
+        raise VstError(f"--blend: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="fit frames inside WxH, aspect kept")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")
-    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength in [0, 1] (0 = off)")
+    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength alpha (0 = off, up to 0.95)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
