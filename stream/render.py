@@ -62,9 +62,9 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
         raise VstError("output and input are the same file")
     if dst.exists() and not cfg.overwrite:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
+    blend = _make_blend(cfg.blend)
     source = AvSource(str(src), cfg.size)
     engine = make_engine(resolve_style(cfg.style), cfg.backend, cfg.precision)
-    blend = _make_blend(cfg.blend)
     w, h = source.size
     rate = Fraction(source.fps).limit_denominator(100000)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
