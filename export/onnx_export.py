@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -82,20 +83,28 @@ def export_onnx(
     h4 = torch.export.Dim("h4", min=2, max=2048)
     w4 = torch.export.Dim("w4", min=2, max=2048)
     t0 = time.perf_counter()
+    # The exporter warns once per missing torchvision op on every export; none of them concern us.
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        program = torch.onnx.export(
-            model,
-            (x,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamic_shapes={"x": {2: 4 * h4, 3: 4 * w4}},
-            optimize=True,
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations, not ours
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_shapes={"x": {2: 4 * h4, 3: 4 * w4}},
+                optimize=True,
+                verbose=False,
+            )
     except Exception as e:  # the exporter raises many unrelated types; all mean "not exportable"
         raise ExportError(f"ONNX export failed: {str(e).strip().splitlines()[0][:200]}") from e
+    finally:
+        quiet.setLevel(level)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
