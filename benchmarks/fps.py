@@ -110,11 +110,14 @@ def matmul_tflops(cuda: bool, dtype: torch.dtype) -> float:
     n = 1024
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 0.5:
-        a @ b
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+    best = 0.0
+    for _ in range(5):  # the best of several short trials: the rate the device can give, not a busy moment's
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.2:
+            a @ b
+            reps += 1
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12)
+    return best
 
 
 def macs_at(net: torch.nn.Module, h: int, w: int) -> int:
@@ -309,7 +312,8 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
                 return net(xt).float().numpy()
 
     total = warmup + n
-    decoded: queue.Queue[tuple[float, float, np.ndarray] | None] = queue.Queue(maxsize=2)
+    # One slot each way: decode runs one frame ahead, no more, so latency stays ~2 frame times (as serving's one-slot queue).
+    decoded: queue.Queue[tuple[float, float, np.ndarray] | None] = queue.Queue(maxsize=1)
     to_encode: queue.Queue[tuple[int, float, np.ndarray] | None] = queue.Queue(maxsize=1)
     stage: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "infer", "blend", "encode")}
     lat: list[float] = []
