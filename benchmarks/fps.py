@@ -577,7 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": runs, "meta": meta}, indent=2) + "\n")
     if args.plot:
-        plot(runs, args.plot)
+        try:
+            plot(runs, args.plot)
+        except VstError as e:
+            print(f"error: {e}", file=sys.stderr)  # noqa: T201
+            return 2
     return 0
 
 
