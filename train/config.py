@@ -8,7 +8,7 @@ temporal losses. ``configs/*.toml`` hold named variants (e.g. the CPU compact ru
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -16,6 +16,11 @@ from typing import Any
 
 from vst.errors import VstError
 from vst.models import GeneratorSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the backport (pyproject: tomli; python_version < '3.11')
+    import tomli as tomllib
 
 
 class ConfigError(VstError):

@@ -36,7 +36,7 @@ from vst.models import GeneratorSpec, PatchDiscriminator, build_generator, count
 from vst.styles import Style, save_style
 
 from .config import TrainConfig, dump_toml
-from .data import DomainA, ImageFolder, PairBatch
+from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .losses import ImagePool, lsgan_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
@@ -89,6 +89,23 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def check_paths(cfg: TrainConfig, need_b: bool) -> None:
+    """Fail in a second, with one clear line, on a missing or empty folder (before minutes of loading)."""
+    d = cfg.data
+    for src in d.a_sources:
+        p = Path(src).expanduser()
+        if p.is_dir():
+            list_images(p)
+        elif not p.is_file():
+            raise DataError(f"training video or frame folder not found: {p}")
+    for folder in d.a_stills:
+        list_images(Path(folder))
+    if need_b:
+        if not d.b_dir:
+            raise DataError("data.b_dir (the paintings folder) is not set")
+        list_images(Path(d.b_dir))
 
 
 # ------------------------------------------------------------------------------ state IO
@@ -173,6 +190,8 @@ class TrainerBase:
             raise VstError(f"run.amp must be auto, bf16 or off, got {cfg.run.amp!r}")
         self.amp = amp
         d = cfg.data
+        if a is None:
+            check_paths(cfg, need_b=bool(self.net_names and "d_b" in self.net_names))
         self.a = a or DomainA(
             d.a_sources, tuple(d.frame_size), d.a_stills, d.a_still_p, d.long_gap, d.synth_max_px, d.max_frames, d.flow_cache
         )  # type: ignore[arg-type]
