@@ -321,10 +321,15 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     blender = _blender(blend)
     errors: list[BaseException] = []
 
+    # The decoder starts frame t+1 when frame t is taken, never earlier: a frame's latency clock starts
+    # when the pipeline could actually use it, not while it sits in a backlog.
+    token = threading.Semaphore(1)
+
     def decoder() -> None:
         try:
             pending = first
             for _ in range(total):
+                token.acquire()
                 t0 = time.perf_counter()
                 frame = pending if pending is not None else next(it)
                 pending = None
@@ -355,6 +360,7 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
         item = decoded.get()
         if item is None:
             break
+        token.release()
         t0, dec_ms, frame = item
         if i == warmup:
             t_start = t0
