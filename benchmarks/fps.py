@@ -404,7 +404,7 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     stages = {
         "decode": _mean(stage["decode"]), "upload": None, "preprocess": _mean(stage["preprocess"]),
         "infer": _mean(stage["infer"]), "flow": _mean(flow_ms) if blender else None,
-        "blend": (_mean(stage["blend"]) or 0) - (_mean(flow_ms) or 0) if blender else None,
+        "blend": round((_mean(stage["blend"]) or 0) - (_mean(flow_ms) or 0), 3) if blender else None,
         "download": None, "encode": _mean(stage["encode"]),
     }  # fmt: skip
     return {"fps": n / wall, "stages": stages, "latency": _percentiles(lat), "precision": engine.precision}
