@@ -1,8 +1,14 @@
-"""The runtime blend step fused into one kernel: warp x_{t−1} and out_{t−1}, photometric mask, blend.
+"""The runtime blend step on the GPU: warp x_{t−1} and out_{t−1}, photometric mask, blend.
 
-Fusing pays here: the unfused chain reads and writes four full-frame intermediates (two warps,
-the mask, the blend); the fused kernel reads each input once and writes the output once.
-The torch reference is the composition of ``vst.warp`` functions.
+Two versions, each beside its torch reference (a composition of ``vst.warp`` functions):
+
+- ``fused_blend``: the 'full' blend (bilinear) in one kernel. Fusing pays here: the unfused chain
+  reads and writes four full-frame intermediates (two warps, the mask, the blend); the fused kernel
+  reads each input once and writes the output once.
+- ``lowpass_blend``: the runtime default (``BlendStage`` mode 'lowpass'):
+  out = G + S_b(α·m·blur_σ(warp_bicubic(out_{t−1}) − G)). The blur needs neighbours, so it is three
+  kernels: warp + mask + difference, a horizontal blur pass, and a vertical pass fused with the
+  mask, soft threshold and add.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from torch import Tensor
 
 from vst.kernels._cuda import ctype, cupy, kernel, launch
 from vst.kernels.warp import BILINEAR_DEVICE_SRC
-from vst.warp import backward_warp, blend, photometric_mask
+from vst.warp import backward_warp, blend, blend_lowpass, photometric_mask
 
 _SRC = BILINEAR_DEVICE_SRC + r"""
 extern "C" __global__ void fused_blend(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
@@ -33,6 +39,87 @@ extern "C" __global__ void fused_blend(const T* cur, const T* prev_in, const T* 
     }
 }
 """
+
+
+_LOWPASS_SRC = BILINEAR_DEVICE_SRC + r"""
+// d = warp_bicubic(prev_out) − styl (all pixels: the blur reads neighbours), am = α·photometric mask.
+extern "C" __global__ void lowpass_prep(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
+                                        const T* flow, float* d, float* am, int c, int h, int w,
+                                        float alpha, float threshold) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    int hw = h * w;
+    if (i >= hw) return;
+    float fx = (float)(i % w) + LD(flow[i]);
+    float fy = (float)(i / w) + LD(flow[hw + i]);
+    float err = 0.f;
+    for (int k = 0; k < c; ++k) err += fabsf(LD(cur[k * hw + i]) - bilinear(prev_in + k * hw, w, h, fx, fy));
+    am[i] = err / c <= threshold ? alpha : 0.f;
+    for (int k = 0; k < c; ++k) d[k * hw + i] = bicubic(prev_out + k * hw, w, h, fx, fy) - LD(styl[k * hw + i]);
+}
+// Horizontal Gaussian pass over (C, H, W), replicate border; taps = 2r+1 weights.
+extern "C" __global__ void blur_h(const float* src, float* dst, const float* taps, int r, int c, int h, int w) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= c * h * w) return;
+    int x = i % w, row = i - x;
+    float acc = 0.f;
+    for (int j = -r; j <= r; ++j) acc += taps[j + r] * src[row + min(max(x + j, 0), w - 1)];
+    dst[i] = acc;
+}
+// Vertical pass, then out = styl + S_b(am·blurred), S_b(v) = v − clamp(v, −b, b).
+extern "C" __global__ void blur_v_finish(const float* src, const float* am, const T* styl, T* out,
+                                         const float* taps, int r, int c, int h, int w, float shrink) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    int hw = h * w;
+    if (i >= c * hw) return;
+    int p = i % hw, x = p % w, y = p / w, plane = i - p;
+    float acc = 0.f;
+    for (int j = -r; j <= r; ++j) acc += taps[j + r] * src[plane + min(max(y + j, 0), h - 1) * w + x];
+    float v = am[p] * acc;
+    v -= fminf(fmaxf(v, -shrink), shrink);
+    ST(&out[i], LD(styl[i]) + v);
+}
+"""
+
+
+def gaussian_taps(sigma: float) -> list[float]:
+    """The normalized 1-D Gaussian of ``vst.warp.gaussian_blur`` (radius ceil(3σ)), as floats."""
+    import math
+
+    radius = max(1, int(3.0 * sigma + 0.999))
+    k = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-radius, radius + 1)]
+    total = sum(k)
+    return [v / total for v in k]
+
+
+def lowpass_blend_reference(cur: Tensor, prev_in: Tensor, prev_out: Tensor, stylized: Tensor, flow: Tensor,
+                            alpha: float, threshold: float, sigma: float, shrink: float) -> Tensor:  # fmt: skip
+    """Torch reference of ``BlendStage`` mode 'lowpass'. Images (N, C, H, W) in one value range, flow t -> t-1."""
+    mask = photometric_mask(cur, backward_warp(prev_in, flow), threshold)
+    return blend_lowpass(stylized, backward_warp(prev_out, flow, mode="bicubic"), mask, alpha, sigma, shrink)
+
+
+def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flow: Any,
+                       alpha: float, threshold: float, sigma: float, shrink: float) -> Any:  # fmt: skip
+    """CuPy kernels with the reference's arguments; arrays (1, C, H, W) / (1, 2, H, W), one float dtype.
+
+    Intermediates are float32 whatever the storage dtype, so fp16 rounds only inputs and output.
+    """
+    cp = cupy()
+    dt = cur.dtype
+    arrs = [cp.ascontiguousarray(a, dtype=dt) for a in (cur, prev_in, prev_out, stylized, flow)]
+    _, c, h, w = arrs[0].shape
+    t = ctype(dt)
+    d = cp.empty((c, h, w), cp.float32)
+    rows = cp.empty_like(d)
+    am = cp.empty((h, w), cp.float32)
+    taps = cp.asarray(gaussian_taps(sigma), dtype=cp.float32)
+    r = cp.int32((taps.size - 1) // 2)
+    ci, hi, wi = cp.int32(c), cp.int32(h), cp.int32(w)
+    out = cp.empty_like(arrs[0])
+    launch(kernel(_LOWPASS_SRC, "lowpass_prep", t), h * w, (*arrs, d, am, ci, hi, wi, cp.float32(alpha), cp.float32(threshold)))
+    launch(kernel(_LOWPASS_SRC, "blur_h", t), c * h * w, (d, rows, taps, r, ci, hi, wi))
+    launch(kernel(_LOWPASS_SRC, "blur_v_finish", t), c * h * w, (rows, am, arrs[3], out, taps, r, ci, hi, wi, cp.float32(shrink)))
+    return out
 
 
 def fused_blend_reference(cur: Tensor, prev_in: Tensor, prev_out: Tensor, stylized: Tensor, flow: Tensor,

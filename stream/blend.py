@@ -1,20 +1,28 @@
 """The runtime temporal blend: a flow-guided blend of the previous output into the current one.
 
-    stage = BlendStage(alpha=0.5)          # alpha may be changed live from another thread
+    stage = BlendStage(alpha=0.95)         # alpha may be changed live from another thread
     out = stage(frame, engine(frame))      # (H, W, 3) uint8 RGB in, (H, W, 3) uint8 out
 
-Per frame: DIS flow t -> t-1 on the *inputs* (at half resolution), warp the previous input and the
-previous output onto frame t, a photometric mask (|x_t − warp(x_{t−1})| small) keeps the blend off
-occlusions, then
+Per frame: DIS flow t -> t-1 on the *inputs* (at half resolution), warp the previous input
+(bilinear) and the previous output (bicubic) onto frame t, a photometric mask
+(|x_t − warp(x_{t−1})| small) keeps the blend off occlusions, then the issue's
 
     out_t = mask·(α·warp(out_{t−1}) + (1−α)·G(x_t)) + (1−mask)·G(x_t)
 
-applied, by default (mode 'lowpass'), to the low-frequency band only: out_t = G + α·m·(blur(W) − blur(G)).
-Blending everything ('full') and re-warping the result every frame blurs the brush texture
-(sharpness 63-84% of per-frame at α 0.5); rescaling the detail band afterwards ('restore') keeps
-sharpness but lets flow errors pile up on fast motion. The low band carries most of the visible
-flicker (colour/brightness pumping), and G(x_t)'s own detail passes untouched, so nothing
-accumulates blur. docs/temporal.md has the measurements behind the choice.
+applied, by default (mode 'lowpass'), as
+
+    out_t = G + S_b(α·m·blur_σ(warp(out_{t−1}) − G)),   S_b(v) = sign(v)·max(|v| − b, 0)
+
+- blur_σ (σ = 1 px): only the band below ~σ is blended; G(x_t)'s finest detail passes untouched,
+  so recursive warping cannot blur the brush texture away (the 'full' blend kept 55-70 % of the
+  per-frame sharpness).
+- S_b (b = 10 levels, soft threshold): small deviations from G(x_t) are dropped and large ones
+  kept minus b. Among all ways to spend a mean-|out − G| budget, moving the pixels with the largest
+  temporal jump is the one that cuts squared temporal error most, and subtracting b every frame
+  bounds how far the history can drift from G(x_t) (limits accumulation). A hard clamp (the
+  opposite choice) cut E(V) far less for the same |Δ|.
+- bicubic warp of the history: sharper than bilinear under recursion.
+docs/temporal.md has the measurements behind every choice; 'full' and 'restore' stay for comparison.
 
 A scene cut (too few pixels pass the photometric check) resets the history; a new resolution
 starts a new history. The reference maths is in ``vst.warp`` (torch); this CPU path uses OpenCV
@@ -42,7 +50,7 @@ _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 class BlendStage:
     """Flow-guided temporal blend of stylized frames; one instance per stream, one caller at a time.
 
-    ``alpha`` (0 = off, up to 0.95) is read once per frame, so a viewer slider or another thread
+    ``alpha`` (0 = off, up to 1; 0.95 measured best) is read once per frame, so a viewer slider or another thread
     may set it at any time. With alpha 0 the stage returns ``stylized`` itself and keeps no history.
     """
 
@@ -52,21 +60,24 @@ class BlendStage:
         flow: str | FlowEstimator = "dis",
         *,
         mode: BlendMode = "lowpass",
-        kernel: WarpKernel = "linear",
-        mask_threshold: float = 24.0,
+        kernel: WarpKernel = "cubic",
+        mask_threshold: float = 12.0,
         cut_fraction: float = 0.35,
-        sigma: float = 2.0,
+        sigma: float = 1.0,
+        shrink: float = 10.0,
         max_gain: float = 1.6,
     ) -> None:
         """
-        alpha: weight of the warped previous output, in [0, 0.95].
+        alpha: weight of the warped previous output, in [0, 1] (0 = off). In 'lowpass' mode 1 is
+            safe: G's detail band always passes and ``shrink`` pulls the rest back towards G.
         flow: flow estimator name for ``vst.flow.make_flow`` (or an estimator).
         mode: 'full' (blend everything), 'lowpass' (blend only blur_σ; G's detail passes through),
             'restore' (blend everything, then rescale the detail band to G's energy).
         kernel: interpolation of the output warp ('linear' or 'cubic').
         mask_threshold: mean |x_t − warp(x_{t−1})| over RGB, 0..255, above which a pixel is occluded.
         cut_fraction: a frame where fewer pixels than this pass the mask is a scene cut.
-        sigma: Gaussian σ (pixels) that separates the low band from the detail band.
+        sigma: Gaussian σ (pixels) that separates the blended band from the detail band.
+        shrink: soft threshold b (0..255 levels) on the blended deviation from G ('lowpass' only).
         max_gain: the most the detail band may be amplified (guards against noise blow-up).
         """
         if mode not in ("full", "lowpass", "restore"):
@@ -76,7 +87,9 @@ class BlendStage:
         self._flow = make_flow(flow) if isinstance(flow, str) else flow
         self.mode, self.kernel = mode, kernel
         self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
-        self.sigma, self.max_gain = sigma, max_gain
+        if shrink < 0:
+            raise ValueError(f"shrink must be >= 0, got {shrink}")
+        self.sigma, self.shrink, self.max_gain = sigma, shrink, max_gain
         self._lock = threading.Lock()
         self._alpha = 0.0
         self.alpha = alpha
@@ -93,8 +106,10 @@ class BlendStage:
     @alpha.setter
     def alpha(self, value: float) -> None:
         value = float(value)
-        if not 0.0 <= value <= 0.95:  # 1.0 would freeze the picture forever
-            raise ValueError(f"blend alpha must be in [0, 0.95], got {value}")
+        # α = 1 would freeze the picture in 'full'/'restore'; 'lowpass' with shrink always tracks G.
+        limit = 1.0 if self.mode == "lowpass" and self.shrink > 0 else 0.95
+        if not 0.0 <= value <= limit:
+            raise ValueError(f"blend alpha must be in [0, {limit}] for mode {self.mode!r}, got {value}")
         with self._lock:
             self._alpha = value
 
@@ -145,13 +160,16 @@ class BlendStage:
         g = stylized.astype(np.float32)
         am = (alpha * mask)[..., None]
         if self.mode == "lowpass":
-            out = g + am * self._blur(warped - g)  # blur is linear: one blur instead of two
+            dev = am * self._blur(warped - g)  # blur is linear: one blur instead of two
+            if self.shrink > 0:
+                dev -= np.clip(dev, -self.shrink, self.shrink)  # v − clip(v, ±b) = sign(v)·max(|v| − b, 0)
+            out = g + dev
         else:
             out = g + am * (warped - g)
             if self.mode == "restore":
                 out = self._restore_detail(out, g)
         np.clip(out, 0.0, 255.0, out=out)
-        self._prev_out = out
+        self._remember(frame, out)  # both halves of the history advance: the next flow is t+1 -> t
         return (out + 0.5).astype(np.uint8)
 
     def _blur(self, img: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ __all__ = [
     "flow_gradient_sq",
     "gaussian_blur",
     "photometric_mask",
+    "soft_threshold",
 ]
 
 # Sundaram et al. (2010) forward-backward check, as the seed uses them.
@@ -123,9 +124,18 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
     return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def blend_lowpass(stylized: Tensor, warped_prev_out: Tensor, mask: Tensor, alpha: float | Tensor, sigma: float) -> Tensor:
-    """Blend only the low-frequency band; G(x_t)'s high frequencies (brush texture) pass through.
+def soft_threshold(x: Tensor, b: float) -> Tensor:
+    """sign(x)·max(|x| − b, 0), written as x − clamp(x, −b, b) (no sign/abs temporaries)."""
+    return x - x.clamp(-b, b) if b > 0 else x
 
-    out = G + α·m·(blur_σ(W) − blur_σ(G)). Shapes as in ``blend``.
+
+def blend_lowpass(
+    stylized: Tensor, warped_prev_out: Tensor, mask: Tensor, alpha: float | Tensor, sigma: float, shrink: float = 0.0
+) -> Tensor:
+    """Blend only the band below σ, with a soft-thresholded deviation; G(x_t)'s finest detail passes through.
+
+    out = G + S_b(α·m·blur_σ(W − G)), S_b(v) = sign(v)·max(|v| − b, 0), b = ``shrink`` in the images'
+    value range (0 = plain low-band blend). Shapes as in ``blend``. The runtime default
+    (``vst.stream.blend``) is σ = 1 px, b = 10 on the 0..255 scale; docs/temporal.md has why.
     """
-    return stylized + (alpha * mask) * (gaussian_blur(warped_prev_out, sigma) - gaussian_blur(stylized, sigma))
+    return stylized + soft_threshold((alpha * mask) * gaussian_blur(warped_prev_out - stylized, sigma), shrink)

@@ -1,5 +1,6 @@
 """BlendStage: pass-through, live alpha, scene cuts, resolution changes, parity with vst.warp,
-and flicker reduction on real frames with a synthetic flickering 'generator'."""
+history advancing every frame, and flicker reduction without blur on real frames with synthetic
+flickering 'generators' (low-frequency colour pumping, and swimming high-frequency texture)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 import torch
 
 from vst.flow import make_flow
-from vst.metrics import mean_abs_delta, temporal_error, video_geometry
+from vst.metrics import mean_abs_delta, sharpness_retained, temporal_error, video_geometry
 from vst.stream.blend import BlendStage
-from vst.warp import backward_warp, blend, photometric_mask
+from vst.warp import backward_warp, blend, blend_lowpass, photometric_mask
 
 
 @pytest.fixture
@@ -41,10 +42,30 @@ def test_alpha_zero_is_passthrough() -> None:
     assert stage(x, g) is g
 
 
+def texture_flicker(frames: list[np.ndarray], amount: float = 30.0) -> list[np.ndarray]:
+    """A per-frame 'stylization' that adds new 2-px-scale texture every frame (candy-like swimming strokes)."""
+    rng = np.random.default_rng(2)
+    h, w = frames[0].shape[:2]
+    out = []
+    for f in frames:
+        strokes = cv2.resize(rng.normal(0, amount, (h // 2, w // 2, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        out.append(np.clip(f.astype(np.float32) + strokes, 0, 255).astype(np.uint8))
+    return out
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).float().permute(2, 0, 1)[None]
+
+
 def test_alpha_validation_and_live_update() -> None:
     stage = BlendStage(0.3)
+    stage.alpha = 1.0  # lowpass + shrink always tracks G(x_t): 1 cannot freeze the picture
     with pytest.raises(ValueError):
-        stage.alpha = 1.0
+        stage.alpha = 1.01
+    with pytest.raises(ValueError):
+        BlendStage(1.0, mode="full")  # would freeze
+    with pytest.raises(ValueError):
+        BlendStage(0.5, shrink=-1.0)
     t = threading.Thread(target=setattr, args=(stage, "alpha", 0.6))
     t.start()
     t.join()
@@ -66,20 +87,67 @@ def test_first_frame_scene_cut_and_resolution_change(market: list[np.ndarray]) -
 def test_cpu_path_matches_torch_reference(market: list[np.ndarray]) -> None:
     """mode 'full' with the linear kernel is vst.warp's blend with the photometric mask."""
     flow = make_flow("dis")
-    stage = BlendStage(0.5, flow, mode="full", mask_threshold=20.0)
+    stage = BlendStage(0.5, flow, mode="full", kernel="linear", mask_threshold=20.0)
     g = flicker(market[:2])
     stage(market[0], g[0])
     out = stage(market[1], g[1])
     back = torch.from_numpy(flow(market[1], market[0])).permute(2, 0, 1)[None]  # DIS is deterministic
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).float().permute(2, 0, 1)[None]
-
-    mask = photometric_mask(t(market[1]), backward_warp(t(market[0]), back), 20.0)
-    ref = blend(t(g[1]), backward_warp(t(g[0]), back), mask, 0.5)
+    mask = photometric_mask(_t(market[1]), backward_warp(_t(market[0]), back), 20.0)
+    ref = blend(_t(g[1]), backward_warp(_t(g[0]), back), mask, 0.5)
     ref_u8 = ref.add(0.5).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     # 1 level of rounding, and mask flips on pixels within float error of the threshold
     assert np.mean(np.abs(ref_u8.astype(int) - out) > 1) < 0.002
+
+
+def test_default_path_matches_torch_reference(market: list[np.ndarray]) -> None:
+    """The default (lowpass, bicubic, σ 1, shrink 10) is vst.warp.blend_lowpass, two frames deep."""
+    flow = make_flow("dis")
+    stage = BlendStage(0.9, flow)
+    g = texture_flicker(market[:3])
+    outs = [stage(x, s) for x, s in zip(market[:3], g, strict=True)]
+    assert not np.array_equal(outs[2], g[2])
+    # the third frame's reference starts from the stage's own second output (float history)
+    back = torch.from_numpy(flow(market[2], market[1])).permute(2, 0, 1)[None]
+    mask = photometric_mask(_t(market[2]), backward_warp(_t(market[1]), back), 12.0)
+    prev = _t(outs[1])  # uint8-rounded history: up to 0.5 level of extra error
+    ref = blend_lowpass(_t(g[2]), backward_warp(prev, back, mode="bicubic"), mask, 0.9, 1.0, 10.0)
+    ref_u8 = ref.add(0.5).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    # OpenCV quantizes remap positions to 1/32 px and its σ=1 blur has radius 4 (torch: 3)
+    assert np.mean(np.abs(ref_u8.astype(int) - outs[2]) > 2) < 0.003
+
+
+def test_history_follows_the_previous_frame(market: list[np.ndarray]) -> None:
+    """The flow of frame t is taken against frame t−1, not against the first frame of the history."""
+    seen: list[np.ndarray] = []
+
+    class Recording:
+        def __call__(self, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+            seen.append(prev.copy())  # the stage reuses its buffer
+            return np.zeros((*cur.shape[:2], 2), np.float32)
+
+    stage = BlendStage(0.5, Recording())  # type: ignore[arg-type]
+    for x in market[:4]:
+        stage(x, x)
+    assert len(seen) == 3 and all(np.array_equal(p, x) for p, x in zip(seen, market[:3], strict=True))
+
+
+def test_default_keeps_detail_and_stays_near_g(market: list[np.ndarray]) -> None:
+    """Swimming texture: 'full' blurs it away; the default cuts E(V) while keeping sharpness and |Δ|."""
+    g = texture_flicker(market)
+    geometry = video_geometry(market)
+    before = temporal_error(g, geometry).e_v
+    full = BlendStage(0.7, mode="full")
+    out_full = [full(x, s) for x, s in zip(market, g, strict=True)]
+    stage = BlendStage(0.95)
+    out = [stage(x, s) for x, s in zip(market, g, strict=True)]
+    # measured: full 0.92 sharpness; default 48 % E(V) cut, sharpness 1.02, |Δ| 0.020
+    assert sharpness_retained(out_full, g) < 0.95  # recursive warping blurs the strokes
+    assert sharpness_retained(out, g) > 0.97
+    assert mean_abs_delta(out, g) < 0.03
+    assert temporal_error(out, geometry).e_v < 0.6 * before
+    no_shrink = BlendStage(0.95, shrink=0.0)
+    out_ns = [no_shrink(x, s) for x, s in zip(market, g, strict=True)]
+    assert mean_abs_delta(out, g) < 0.6 * mean_abs_delta(out_ns, g)  # the soft threshold limits drift (0.020 vs 0.043)
 
 
 @pytest.mark.parametrize("mode", ["full", "lowpass", "restore"])

@@ -9,7 +9,7 @@ import torch
 from sintel_pairs import load_pair, nchw
 
 from vst.flow import make_flow
-from vst.warp import backward_warp, blend, blend_lowpass, consistency_mask, photometric_mask
+from vst.warp import backward_warp, blend, blend_lowpass, consistency_mask, photometric_mask, soft_threshold
 
 # Max abs error vs exact integer shifts, per dtype (grid_sample computes coordinates in that dtype).
 TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -85,3 +85,27 @@ def test_photometric_mask_and_blend() -> None:
     assert torch.allclose(blend(g, w, m, 0.0), g)
     # the low-pass blend of flat images equals the full blend
     torch.testing.assert_close(blend_lowpass(g, w, torch.ones_like(m), 0.5, 1.0), blend(g, w, torch.ones_like(m), 0.5))
+
+
+def test_soft_threshold_and_shrinking_lowpass_blend() -> None:
+    x = torch.tensor([-3.0, -1.0, 0.0, 0.5, 2.5])
+    torch.testing.assert_close(soft_threshold(x, 1.0), torch.tensor([-2.0, 0.0, 0.0, 0.0, 1.5]))
+    assert soft_threshold(x, 0.0) is x
+    g, w, m = torch.full((1, 3, 5, 5), 0.2), torch.full((1, 3, 5, 5), 0.6), torch.ones(1, 1, 5, 5)
+    # deviation α·(W − G) = 0.2, shrunk by 0.05 -> 0.15
+    torch.testing.assert_close(blend_lowpass(g, w, m, 0.5, 1.0, 0.05), torch.full_like(g, 0.35))
+    torch.testing.assert_close(blend_lowpass(g, w, m, 0.5, 1.0, 0.5), g)  # below the threshold: G itself
+
+
+def test_bicubic_warp_is_sharper_under_recursion() -> None:
+    """Ten half-pixel round trips: bilinear loses most of a texture's energy, bicubic much less."""
+    img = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    shift = torch.zeros(1, 2, 32, 32)
+    shift[:, 0] = 0.5
+    energy = {}
+    for mode in ("bilinear", "bicubic"):
+        x = img
+        for _ in range(10):
+            x = backward_warp(backward_warp(x, shift, mode), -shift, mode)
+        energy[mode] = float((x - x.mean())[..., 4:-4, 4:-4].var() / img[..., 4:-4, 4:-4].var())
+    assert energy["bilinear"] < 0.2 and energy["bicubic"] > 1.5 * energy["bilinear"], energy
