@@ -47,6 +47,41 @@ log = logging.getLogger("vst.cuda_pipeline")
 STAGES = ("upload", "preprocess", "infer", "blend", "postprocess", "download")
 
 
+def reflect_pad_(x: Any, h: int, w: int) -> None:
+    """Fill x[..., h:, :] and x[..., :, w:] by reflection, as ``vst.imaging.pad_to_multiple`` does, in place.
+
+    Instance norm takes whole-image statistics, so the pad content changes every output pixel a
+    little: the pipeline must pad exactly as the engines' frame API does. At most 3 rows/cols.
+    """
+    hp, wp = x.shape[-2:]
+    for k in range(hp - h):
+        x[:, :, h + k, :w].copy_(x[:, :, h - 2 - k, :w])
+    for k in range(wp - w):
+        x[:, :, :, w + k].copy_(x[:, :, :, w - 2 - k])
+
+
+def frame_to_input_(frame: Any, x: Any) -> None:
+    """uint8 (H, W, 3) tensor -> x (1, 3, Hp, Wp) in [-1, 1], reflect-padded; in place, no allocation.
+
+    Device-agnostic torch ops (the CPU unit test checks them against ``vst.imaging``).
+    """
+    h, w = frame.shape[:2]
+    x[0, :, :h, :w].copy_(frame.permute(2, 0, 1))  # the uint8 -> float cast happens inside the copy kernel
+    x[:, :, :h, :w].div_(127.5).sub_(1.0)  # the same ops as to_tensor: bit-identical in fp32
+    reflect_pad_(x, h, w)
+
+
+def output_to_frame_(y: Any, scratch: Any, out: Any) -> None:
+    """(1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) ``out``, through a float32 ``scratch`` (1, 3, H, W).
+
+    A scratch, not in place: y may be the blend history or an engine's output buffer. +0.5 then the
+    truncating uint8 cast rounds half up (``to_frame`` rounds half to even: off by at most 1 level).
+    """
+    scratch.copy_(y)
+    scratch.add_(1.0).mul_(127.5).add_(0.5).clamp_(0.0, 255.0)
+    out.permute(2, 0, 1).copy_(scratch[0])
+
+
 class TensorEngine(Protocol):
     """A CUDA engine's tensor-level API (TorchCudaEngine, TensorRTEngine)."""
 
@@ -143,6 +178,7 @@ class CudaPipeline:
         with torch.cuda.stream(self.compute):
             static = getattr(engine, "static_input", None)
             self.x = static((self.hp, self.wp)) if static else torch.zeros((1, 3, self.hp, self.wp), dtype=self.dtype, device=dev)
+            self.post = torch.empty((1, 3, h, w), dtype=torch.float32, device=dev)  # fp32: exact 0..255 rounding
             if blend:
                 self.flow_buf = torch.empty((1, 2, h, w), dtype=self.dtype, device=dev)
                 self.prev_x = torch.empty((1, 3, h, w), dtype=self.dtype, device=dev)
@@ -246,17 +282,11 @@ class CudaPipeline:
         self._count += 1
 
     def _preprocess(self, dev_in: Any) -> None:
-        """uint8 (H, W, 3) -> self.x (1, 3, Hp, Wp) in [-1, 1], edge-padded to the multiple of 4; in place."""
-        x, h, w = self.x, self.h, self.w
         if self._layout is not None:
-            self._layout.to_nchw(dev_in, x[:, :, :h, :w])
+            self._layout.to_nchw(dev_in, self.x[:, :, : self.h, : self.w])
+            reflect_pad_(self.x, self.h, self.w)
         else:
-            x[0, :, :h, :w].copy_(dev_in.permute(2, 0, 1))  # the cast happens inside the copy kernel
-            x[:, :, :h, :w].mul_(1.0 / 127.5).sub_(1.0)
-        if self.hp > h:
-            x[:, :, h:, :w].copy_(x[:, :, h - 1 : h, :w].expand(-1, -1, self.hp - h, -1))
-        if self.wp > w:
-            x[:, :, :, w:].copy_(x[:, :, :, w - 1 : w].expand(-1, -1, -1, self.wp - w))
+            frame_to_input_(dev_in, self.x)
 
     def _blend(self, slot: _Slot, y: Any, flow_ready: bool) -> Any:
         """Fused warp + photometric mask + blend against the previous output (CuPy kernel), then keep history."""
@@ -266,7 +296,7 @@ class CudaPipeline:
             self.flow_buf[0].copy_(slot.dev_flow.permute(2, 0, 1))
             out = self._blend_kernel(self.cur_x, self.prev_x, self.prev_out, y, self.flow_buf,
                                      self.config.blend_alpha, self.config.blend_threshold / 127.5)  # fmt: skip
-            self.prev_out.copy_(torch.as_tensor(out, device="cuda"))
+            self.prev_out.copy_(torch.from_dlpack(out))  # DLPack: stream-ordered hand-off, no host sync
         else:
             self.prev_out.copy_(y)
         self.prev_x.copy_(self.cur_x)
@@ -274,13 +304,10 @@ class CudaPipeline:
         return self.prev_out
 
     def _postprocess(self, y: Any, dev_out: Any) -> None:
-        """(1, 3, H, W) [-1, 1] -> uint8 (H, W, 3) in dev_out. Scales y in place (the engine rewrites it next frame)."""
         if self._layout is not None:
             self._layout.to_hwc(y, dev_out)
-            return
-        # +0.5 then truncation in the uint8 cast = round half up (the reference rounds half to even: off by <= 1 level).
-        y.add_(1.0).mul_(127.5).add_(0.5).clamp_(0.0, 255.0)
-        dev_out.permute(2, 0, 1).copy_(y[0])
+        else:
+            output_to_frame_(y, self.post, dev_out)
 
     # ------------------------------------------------------------------ consumer side
 
@@ -356,13 +383,13 @@ class _CupyLayout:
 
     def to_nchw(self, dev_in: Any, x_view: Any) -> None:
         with self._stream():
-            out = self.layout.hwc_to_nchw_cupy(self.cp.asarray(dev_in), dtype=str(x_view.dtype).removeprefix("torch."))
-        x_view.copy_(self.torch.as_tensor(out, device="cuda"))
+            out = self.layout.hwc_to_nchw_cupy(self.cp.from_dlpack(dev_in), dtype=str(x_view.dtype).removeprefix("torch."))
+        x_view.copy_(self.torch.from_dlpack(out))
 
     def to_hwc(self, y: Any, dev_out: Any) -> None:
         with self._stream():
-            out = self.layout.nchw_to_hwc_cupy(self.cp.asarray(y.contiguous()))
-        dev_out.copy_(self.torch.as_tensor(out, device="cuda"))
+            out = self.layout.nchw_to_hwc_cupy(self.cp.from_dlpack(y))
+        dev_out.copy_(self.torch.from_dlpack(out))
 
 
 def _cp() -> Any:
@@ -381,6 +408,6 @@ def _cupy_blend() -> Callable[..., Any]:
 
     def run(cur: Any, prev_in: Any, prev_out: Any, styl: Any, flow: Any, alpha: float, threshold: float) -> Any:
         with cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
-            return fused_blend_cupy(*(cp.asarray(t) for t in (cur, prev_in, prev_out, styl, flow)), alpha, threshold)
+            return fused_blend_cupy(*(cp.from_dlpack(t) for t in (cur, prev_in, prev_out, styl, flow)), alpha, threshold)
 
     return run
