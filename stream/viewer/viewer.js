@@ -200,13 +200,28 @@ async function pollStats() {
       const lat = vst.latencies.slice(-30).sort((a, b) => a - b);
       st.glassMs = lat.length ? lat[Math.floor(lat.length / 2)] : null;
       vst.stats = st;
+      const sv = vst.server;
       $("overlay").textContent =
         `${st.fps.toFixed(1)} fps  ${st.width}x${st.height}  ${st.codec}\n` +
         `${Math.round(st.kbps)} kbit/s  jitter ${st.jitterMs.toFixed(1)} ms\n` +
-        `buffer ${st.bufferMs.toFixed(0)} ms` + (st.glassMs !== null ? `  glass-to-glass ${st.glassMs.toFixed(0)} ms` : "");
+        `buffer ${st.bufferMs.toFixed(0)} ms` + (st.glassMs !== null ? `  glass-to-glass ${st.glassMs.toFixed(0)} ms` : "") +
+        (sv ? `\nserver: source ${sv.source_fps} fps, style ${sv.inference_ms} ms, ${sv.viewers} viewer(s)` +
+              (sv.state !== "running" ? `\n${sv.state}` : "") : "");
     }
   }
   setTimeout(pollStats, 1000);
+}
+
+// Server-side numbers, and the style another viewer may have switched to.
+async function pollServer() {
+  if (vst.pc && vst.config) {
+    try {
+      vst.server = await api("/stats");
+      const sel = $("style");
+      if (document.activeElement !== sel && sel.value !== vst.server.style) sel.value = vst.server.style;
+    } catch (e) { vst.server = null; }
+  }
+  setTimeout(pollServer, 2000);
 }
 
 // ---------------------------------------------------------------- pixels: stamps and readback
@@ -281,4 +296,5 @@ window.addEventListener("pagehide", () => disconnect(false));
 
 watchStamps();
 pollStats();
+pollServer();
 loadConfig();

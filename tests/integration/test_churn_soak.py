@@ -25,6 +25,7 @@ CYCLES = int(os.environ.get("VST_CHURN_CYCLES", "200"))
 SOAK_S = float(os.environ.get("VST_SOAK_SECONDS", "600"))
 
 
+@pytest.mark.timeout(900)
 def test_churn_connect_disconnect(styles_dir: Path) -> None:
     restrict_ice_to_host("127.0.0.1")
     srv = VstServer(["--source", "testsrc", "--size", "320x180", "--style", "compact-test", "--max-viewers", "2"],
@@ -60,6 +61,7 @@ def test_churn_connect_disconnect(styles_dir: Path) -> None:
     assert result["rss_growth_mb"] < 60, result
 
 
+@pytest.mark.timeout(SOAK_S + 240)
 def test_soak_480p(chromium: Any, styles_dir: Path) -> None:
     srv = VstServer(["--source", "sample", "--size", "854x480", "--fps", "30", "--style", "compact-test"],
                     env={"VST_STYLES_DIR": str(styles_dir)}, log_name="soak")  # fmt: skip
@@ -76,6 +78,7 @@ def test_soak_480p(chromium: Any, styles_dir: Path) -> None:
                          "cpu_percent": s["cpu_percent"], "rss_mb": s["rss_mb"], "dropped": s["dropped_frames"],
                          "errors": s["engine_errors"] + s["source_errors"] + s["track_errors"]})  # fmt: skip
             last_n, last_t = n, t
+            (ARTIFACTS / "soak.json").write_text(json.dumps(rows, indent=1))  # partial results survive a kill
         page.close(run_before_unload=True)
     finally:
         code = srv.stop()

@@ -96,7 +96,7 @@ def test_blend_control(server: VstServer) -> None:
     assert status == 200 and body["alpha"] == 0.5
     assert server.stats()["blend"] == 0.5
     status, body = server.json("POST", "/blend", {"alpha": 7})
-    assert status == 400 and "alpha" in body["error"] or "blend" in body["error"]
+    assert status == 400 and ("alpha" in body["error"] or "blend" in body["error"]), body
     status, _ = server.json("POST", "/blend", {"alpha": 0.0})
     assert status == 200
 
@@ -187,3 +187,19 @@ def test_page_messages_for_wrong_token_and_unreachable(chromium: Any, server: Vs
         assert "unreachable" in page.inner_text("#message").lower()
     finally:
         page.close(run_before_unload=True)
+
+
+def test_side_by_side_original(viewer: Any, server: VstServer) -> None:
+    viewer.check("#original")  # reconnects with a second (original) video transceiver
+    viewer.wait_for_function(
+        """async () => { if (!vst.pc) return false; const r = await vst.pc.getStats(); let n = 0;
+           r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 3) n++; });
+           return n === 2; }""",
+        timeout=30000,
+    )
+    assert viewer.evaluate("document.getElementById('original-video').videoWidth") == 320
+    assert server.stats()["frames_sent"]["original"] > 0
+    time.sleep(1.5)  # let the overlay pick up server stats
+    viewer.screenshot(path=str(ARTIFACTS / "viewer_side_by_side.png"))
+    viewer.uncheck("#original")
+    viewer.wait_for_function("vst.state === 'connected'", timeout=30000)
