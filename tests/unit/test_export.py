@@ -24,7 +24,7 @@ from vst.export.onnx_export import (
     onnx_cache_path,
 )
 from vst.models import GeneratorSpec, build_generator, init_weights
-from vst.styles import save_style
+from vst.styles import Style, save_style
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -111,9 +111,16 @@ def test_export_rejects_bad_arguments(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def test_cached_onnx_is_keyed_by_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path / "cache"))
-    style = save_style(tmp_path / "styles", "tiny", _net("compact"), SPECS["compact"], {"provenance": "test"})
+@pytest.fixture(scope="module")
+def tiny_cached(tmp_path_factory: pytest.TempPathFactory) -> tuple[Style, Path]:
+    """One saved style and one cache dir for the cache and CLI tests: the export happens once."""
+    style = save_style(tmp_path_factory.mktemp("styles"), "tiny", _net("compact"), SPECS["compact"], {"provenance": "test"})
+    return style, tmp_path_factory.mktemp("cache")
+
+
+def test_cached_onnx_is_keyed_by_digest(tiny_cached: tuple[Style, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    style, cache = tiny_cached
+    monkeypatch.setenv("VST_CACHE_DIR", str(cache))
     first = cached_onnx(style)
     assert first == onnx_cache_path(style) and first.is_file()
     assert style.digest()[:16] in first.name and f"op{OPSET}" in first.name
@@ -155,3 +162,36 @@ def test_tensorrt_missing_is_a_clear_error() -> None:
 
     with pytest.raises(BackendUnavailable, match="TensorRT not installed"):
         import_tensorrt()
+
+
+def test_engine_cache_key_names_everything() -> None:
+    from vst.export.trt_build import engine_file_name, normalize_sizes, padded
+
+    assert padded((1918, 1078)) == (1920, 1080)
+    assert normalize_sizes([(1920, 1080), (1280, 720), (1279, 719)]) == [(1280, 720), (1920, 1080)]
+    name = engine_file_name("monet", "ab" * 32, [(1920, 1080), (1280, 720)], "fp16", gpu="NVIDIA-H100-80GB-HBM3", trt_version="11.0.1")
+    assert name == "monet-abababababababab-1280x720_1920x1080-fp16-NVIDIA-H100-80GB-HBM3-trt11.0.1.engine"
+    other = {
+        engine_file_name("monet", "cd" * 32, [(1280, 720)], "fp16", gpu="g", trt_version="11"),  # weights
+        engine_file_name("monet", "ab" * 32, [(640, 360)], "fp16", gpu="g", trt_version="11"),  # shape
+        engine_file_name("monet", "ab" * 32, [(1280, 720)], "fp32", gpu="g", trt_version="11"),  # precision
+        engine_file_name("monet", "ab" * 32, [(1280, 720)], "fp16", gpu="h", trt_version="11"),  # GPU
+        engine_file_name("monet", "ab" * 32, [(1280, 720)], "fp16", gpu="g", trt_version="10"),  # TensorRT
+    }
+    assert len(other) == 5
+
+
+def test_cli_exports_onnx_and_reports_missing_tensorrt(tiny_cached: tuple[Style, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from vst.export.cli import main
+
+    style, cache = tiny_cached
+    monkeypatch.setenv("VST_CACHE_DIR", str(cache))
+    out = tmp_path / "out" / "tiny.onnx"
+    with pytest.raises(SystemExit) as e:
+        main(["--style", str(style.weights), "--onnx", str(out)])
+    assert e.value.code == 0 and out.is_file() and set(graph_ops(out)) <= TRT_PARSER_OPS
+    if _NO_TRT:
+        with pytest.raises(SystemExit) as e:
+            main(["--style", str(style.weights), "--engine", "--size", "640x360"])
+        assert e.value.code == 2 and "TensorRT not installed" in capsys.readouterr().err
