@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write the ONNX graph (dynamic H/W) here")
     what.add_argument("--engine", action="store_true", help="build (or find) the cached TensorRT engine")
-    p.add_argument("--size", type=parse_size, action="append", metavar="WxH",
-                   help="engine resolution, repeatable (default 1280x720); one optimization profile each")  # fmt: skip
+    p.add_argument("--size", type=parse_size, action="extend", nargs="+", metavar="WxH",
+                   help="engine resolution(s), e.g. --size 1280x720 1920x1080 (default 1280x720); one optimization profile each")  # fmt: skip
     p.add_argument("--precision", choices=("fp16", "fp32"), default=None,
                    help="graph precision (default: fp32 for --onnx, fp16 for --engine)")  # fmt: skip
     p.add_argument("--torch-tensorrt", action="store_true", help="with --engine: compile with torch-tensorrt instead")
