@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.torch_tensorrt:
             from vst.export.trt_build import compile_torch_tensorrt
 
-            compile_torch_tensorrt(style, sizes, precision)
+            for size in sizes:
+                compile_torch_tensorrt(style, size, precision)
             return 0
         from vst.export.trt_build import ensure_engine
 

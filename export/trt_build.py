@@ -260,12 +260,14 @@ def engine_sizes(path: Path) -> list[Size]:
 # ---------------------------------------------------------------- optional torch-tensorrt path
 
 
-def compile_torch_tensorrt(style: Style, sizes: Sequence[Size], precision: TrtPrecision = "fp16") -> Any:
-    """Compile the style's generator with torch-tensorrt (dynamo, ahead of time) over ``sizes``.
+def compile_torch_tensorrt(style: Style, size: Size, precision: TrtPrecision = "fp16") -> Any:
+    """Compile the style's generator with torch-tensorrt (dynamo, ahead of time) for one (W, H).
 
-    One dynamic-shape input spans the smallest to the largest requested size (opt = largest).
-    The compiled module is saved in the engine cache as an ExportedProgram and reloaded from
-    there next time. Returns a callable ``(1,3,H,W) cuda tensor -> (1,3,H,W)``.
+    One static shape per module: a dynamic H/W range would make torch.export reason about the
+    generators' multiple-of-4 constraint (stride-2 convs then transposed convs), which the ONNX
+    path states explicitly and this path cannot. The compiled module is saved in the engine cache
+    as an ExportedProgram (``torch_tensorrt.save``) and reloaded from there next time. Returns a
+    callable ``(1, 3, H, W) cuda tensor -> (1, 3, H, W)``.
     """
     import torch
 
@@ -275,21 +277,18 @@ def compile_torch_tensorrt(style: Style, sizes: Sequence[Size], precision: TrtPr
         raise BackendUnavailable("torch-tensorrt not installed: pip install 'vst[tensorrt]'") from None
     from vst.styles import load_generator
 
-    sizes = normalize_sizes(sizes)
+    (w, h), = normalize_sizes([size])
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    trt_version = getattr(torch_tensorrt, "__version__", "unknown")
-    name = engine_file_name(style.name, style.digest(), sizes, precision, trt_version=f"torchtrt{trt_version}")
+    version = getattr(torch_tensorrt, "__version__", "unknown")
+    name = engine_file_name(style.name, style.digest(), [(w, h)], precision, trt_version=f"torchtrt{version}")
     path = (engine_dir() / name).with_suffix(".ep")
-    example = torch.zeros(1, 3, sizes[-1][1], sizes[-1][0], device="cuda", dtype=dtype)
-    if path.exists():
-        return torch.export.load(str(path)).module()
-    net = load_generator(style).to("cuda", dtype).eval()
-    lo, hi = sizes[0], sizes[-1]
-    spec = torch_tensorrt.Input(
-        min_shape=(1, 3, lo[1], lo[0]), opt_shape=(1, 3, hi[1], hi[0]), max_shape=(1, 3, hi[1], hi[0]), dtype=dtype
-    )
-    log.info("compiling style %r with torch-tensorrt (%s, %s)", style.name, precision, sizes)
     with _file_lock(path):
+        if path.exists():
+            return torch.export.load(str(path)).module()
+        net = load_generator(style).to("cuda", dtype).eval()
+        spec = torch_tensorrt.Input(shape=(1, 3, h, w), dtype=dtype)
+        log.info("compiling style %r with torch-tensorrt (%s, %dx%d)", style.name, precision, w, h)
+        # use_explicit_typing: the fp16 module's own dtypes decide (enabled_precisions is deprecated).
         module = torch_tensorrt.compile(net, ir="dynamo", inputs=[spec], use_explicit_typing=True)
-        torch_tensorrt.save(module, str(path), arg_inputs=[example])
+        torch_tensorrt.save(module, str(path), arg_inputs=[torch.zeros(1, 3, h, w, device="cuda", dtype=dtype)])
     return module
