@@ -149,9 +149,9 @@ def _body() -> int:
     setup_logging(-1 if args.quiet or args.json else args.verbose)
     if args.frames < 2:
         raise VstError("--frames must be at least 2")
-    bad = [a for a in args.blend if not 0.0 <= a <= 0.95]
-    if bad:
-        raise VstError(f"--blend values must be in [0, 0.95], got {bad}")
+    bad = [a for a in args.blend if not 0.0 <= a <= 1.0]
+    if bad:  # the mode-specific limit is BlendStage's; this catches typos before any work
+        raise VstError(f"--blend values must be in [0, 1], got {bad}")
     from vst.stream.engine import make_engine
     from vst.styles import resolve_style
 
