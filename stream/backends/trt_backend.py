@@ -54,10 +54,11 @@ class TensorRTEngine:
         self.device = torch.device("cuda")
         # The I/O dtype the engine will have (confirmed from the engine when it loads).
         self.dtype = self.out_dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        # Our exports are [-1, 1]; third-party ONNX styles declare their own range (see vst.onnx_styles).
-        self.value_range = -1.0 if style.kind == "torch" else float(style.meta.get("onnx_value_range", 255.0))
-        if style.kind == "onnx" and style.meta.get("onnx_extra_inputs"):
-            raise BackendUnavailable(f"style {style.name!r} has extra ONNX inputs; run it with --backend onnxruntime")
+        if style.kind != "torch":
+            # Third-party ONNX styles carry their own conventions (value range, BGR, fixed size, extra
+            # inputs) that OrtEngine handles; TensorRT engines are built from our own exports only.
+            raise BackendUnavailable(f"style {style.name!r} is a third-party ONNX model; run it with --backend onnxruntime")
+        self.value_range = -1.0  # our exports map [-1, 1] -> [-1, 1]
         self._runtime = self.trt.Runtime(_trt_logger())
         self._engine: Any = None
         self._path: Path | None = None
