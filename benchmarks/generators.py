@@ -5,7 +5,7 @@
     python benchmarks/generators.py --sizes 256x256 640x360 --runtimes torch-fp32 ort --json gen.json
 
 Rows: ResNet-9 and ResNet-6 (CycleGAN, ngf 64), Johnson (fast-neural-style), compact (width 16,
-5 blocks). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the median
+5 blocks). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the best
 ms/frame (the fastest of --reps runs) of each runtime: eager torch fp32, torch bf16 autocast (CPUs with native bf16), and
 onnxruntime fp32 on our ONNX export. Weights are seeded random: timing does not depend on them.
 """
@@ -46,7 +46,7 @@ def _time(fn: Any, reps: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     # The minimum: on a shared machine, contention only ever adds time, so the fastest run is the
-    # best estimate of what the model costs (the median is also recorded).
+    # best estimate of what the model costs.
     return min(times)
 
 
