@@ -35,6 +35,7 @@ if ! "$PY" -c "import vst.stream, vst.export" 2>/dev/null; then
     for f in vst/*; do ln -s "$PWD/$f" "$SHIM/$(basename "$f")"; done
     for pkg in stream kernels export train; do ln -s "$PWD/$pkg" "$SHIM/$pkg"; done
     export PYTHONPATH="$(dirname "$SHIM")${PYTHONPATH:+:$PYTHONPATH}"
+    log "editable install failed (see log); using a symlink tree on PYTHONPATH: $SHIM"
   fi
 fi
 "$PY" -c "import vst.stream.cuda_pipeline, vst.export.trt_build; print('vst importable')" 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
