@@ -236,16 +236,17 @@ class CudaPipeline:
         slot.index, slot.t_submit = self._count, t0
         m = slot.marks
         with torch.inference_mode():
-            # upload
-            self.h2d.wait_event(slot.pre_done)  # compute has consumed dev_in from this slot's last frame
-            if m:
-                m["h2d0"].record(self.h2d)
-            slot.dev_in.copy_(slot.pinned_in, non_blocking=True)
-            if flow_ready:
-                slot.dev_flow.copy_(slot.pinned_flow, non_blocking=True)
-            if m:
-                m["h2d1"].record(self.h2d)
-            slot.h2d_done.record(self.h2d)
+            # upload: copy_ enqueues on the *current* stream, hence the stream context
+            with torch.cuda.stream(self.h2d):
+                self.h2d.wait_event(slot.pre_done)  # compute has consumed dev_in from this slot's last frame
+                if m:
+                    m["h2d0"].record(self.h2d)
+                slot.dev_in.copy_(slot.pinned_in, non_blocking=True)
+                if flow_ready:
+                    slot.dev_flow.copy_(slot.pinned_flow, non_blocking=True)
+                if m:
+                    m["h2d1"].record(self.h2d)
+                slot.h2d_done.record(self.h2d)
             # compute
             with torch.cuda.stream(self.compute):
                 self.compute.wait_event(slot.h2d_done)
@@ -269,13 +270,14 @@ class CudaPipeline:
                     m["post"].record(self.compute)
                 slot.compute_done.record(self.compute)
             # download
-            self.d2h.wait_event(slot.compute_done)
-            if m:
-                m["d2h0"].record(self.d2h)
-            slot.pinned_out.copy_(slot.dev_out, non_blocking=True)
-            if m:
-                m["d2h1"].record(self.d2h)
-            slot.d2h_done.record(self.d2h)
+            with torch.cuda.stream(self.d2h):
+                self.d2h.wait_event(slot.compute_done)
+                if m:
+                    m["d2h0"].record(self.d2h)
+                slot.pinned_out.copy_(slot.dev_out, non_blocking=True)
+                if m:
+                    m["d2h1"].record(self.d2h)
+                slot.d2h_done.record(self.d2h)
         with self._cv:
             self._outstanding += 1
         self._pending.put(slot)
