@@ -73,11 +73,12 @@ def test_cuda_graph_matches_eager(style: Style, frame: np.ndarray, monkeypatch: 
 def test_tensor_api_static_input_and_sizes(style: Style) -> None:
     engine = make_engine(style, "torch-cuda")
     x = torch.rand(1, 3, 64, 96, device="cuda", dtype=torch.float16) * 2 - 1
-    y1 = engine.infer(x).clone()  # type: ignore[attr-defined]
-    engine.infer(torch.zeros(1, 3, 32, 48, device="cuda", dtype=torch.float16))  # type: ignore[attr-defined]  # another graph
-    slot = engine.static_input((64, 96))  # type: ignore[attr-defined]
-    slot.copy_(x)
-    y2 = engine.infer(slot)  # type: ignore[attr-defined]
+    with torch.inference_mode():  # the graph's static buffers are inference tensors
+        y1 = engine.infer(x).clone()  # type: ignore[attr-defined]
+        engine.infer(torch.zeros(1, 3, 32, 48, device="cuda", dtype=torch.float16))  # type: ignore[attr-defined]  # another graph
+        slot = engine.static_input((64, 96))  # type: ignore[attr-defined]
+        slot.copy_(x)
+        y2 = engine.infer(slot)  # type: ignore[attr-defined]
     torch.cuda.synchronize()
     assert y2.shape == (1, 3, 64, 96)
     assert (y1.float() - y2.float()).abs().max().item() == 0
