@@ -104,9 +104,13 @@ class PipelineConfig:
     layout: Literal["torch", "cupy"] = "torch"
     """Layout conversion: in-place torch ops into preallocated buffers, or vst.kernels.layout (CuPy)."""
     blend_alpha: float = 0.0
-    """Temporal blend weight (0 = off). Flow runs on the submitting thread (DIS), the blend is the fused CuPy kernel."""
-    blend_threshold: float = 24.0
-    """Photometric occlusion threshold on the 0..255 scale (as BlendStage's mask_threshold)."""
+    """Temporal blend weight (0 = off). Flow runs on the submitting thread (DIS), the blend is CuPy ('lowpass', as BlendStage)."""
+    blend_threshold: float = 12.0
+    """Photometric occlusion threshold on the 0..255 scale (BlendStage's mask_threshold)."""
+    blend_sigma: float = 1.0
+    """Gaussian σ separating the blended band from G's detail band (BlendStage's sigma)."""
+    blend_shrink: float = 10.0
+    """Soft threshold on the blended deviation from G, 0..255 levels (BlendStage's shrink)."""
     encode_workers: int = 2
     """CPU threads running the sink (encode)."""
     timing: bool = False
@@ -291,13 +295,14 @@ class CudaPipeline:
             frame_to_input_(dev_in, self.x)
 
     def _blend(self, slot: _Slot, y: Any, flow_ready: bool) -> Any:
-        """Fused warp + photometric mask + blend against the previous output (CuPy kernel), then keep history."""
+        """Warp + photometric mask + low-band blend against the previous output (CuPy kernels), then keep history."""
         torch = self.torch
         self.cur_x.copy_(self.x[:, :, : self.h, : self.w])
         if flow_ready and self._have_history:
             self.flow_buf[0].copy_(slot.dev_flow.permute(2, 0, 1))
-            out = self._blend_kernel(self.cur_x, self.prev_x, self.prev_out, y, self.flow_buf,
-                                     self.config.blend_alpha, self.config.blend_threshold / 127.5)  # fmt: skip
+            cfg = self.config  # images are in [-1, 1]: 0..255 thresholds scale by 1/127.5
+            out = self._blend_kernel(self.cur_x, self.prev_x, self.prev_out, y, self.flow_buf, cfg.blend_alpha,
+                                     cfg.blend_threshold / 127.5, cfg.blend_sigma, cfg.blend_shrink / 127.5)  # fmt: skip
             self.prev_out.copy_(torch.from_dlpack(out))  # DLPack: stream-ordered hand-off, no host sync
         else:
             self.prev_out.copy_(y)
@@ -401,15 +406,15 @@ def _cp() -> Any:
 
 
 def _cupy_blend() -> Callable[..., Any]:
-    """The fused blend kernel bound to torch's current stream; torch tensors in, a CuPy array out."""
+    """The 'lowpass' blend kernels bound to torch's current stream; torch tensors in, a CuPy array out."""
     import torch
 
-    from vst.kernels.blend import fused_blend_cupy
+    from vst.kernels.blend import lowpass_blend_cupy
 
     cp = _cp()
 
-    def run(cur: Any, prev_in: Any, prev_out: Any, styl: Any, flow: Any, alpha: float, threshold: float) -> Any:
+    def run(cur: Any, prev_in: Any, prev_out: Any, styl: Any, flow: Any, *params: float) -> Any:
         with cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
-            return fused_blend_cupy(*(cp.from_dlpack(t) for t in (cur, prev_in, prev_out, styl, flow)), alpha, threshold)
+            return lowpass_blend_cupy(*(cp.from_dlpack(t) for t in (cur, prev_in, prev_out, styl, flow)), *params)
 
     return run
