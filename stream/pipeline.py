@@ -117,6 +117,14 @@ class BrowserSource:
     def push(self, frame: Any) -> None:
         self._slot.put(frame)
 
+    def release(self, session_id: str) -> bool:
+        """The publisher ``session_id`` left: forget it and its pending frame. True if it was the input."""
+        if self.publisher != session_id:
+            return False
+        self.publisher = None
+        self._slot.take(0)
+        return True
+
     def __iter__(self) -> Iterator[Frame]:
         t0, n = time.monotonic(), 0
         while not self._closed:
@@ -363,7 +371,7 @@ class Pipeline:
                     now = time.monotonic()
                     self.frames_in += 1
                     self._rate_in.tick(now)
-                    if self.state != "running":
+                    if self.state != "running" and (self.browser is None or self.browser.publisher is not None):
                         self.state = "running"
                     delay = self.config.reconnect_min_s
                     if self._in.put((frame, time.time())):

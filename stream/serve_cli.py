@@ -117,7 +117,8 @@ async def _serve(server: StreamServer, args: argparse.Namespace, token: str | No
         loop.add_signal_handler(sig, stop.set)
 
     def ready(port: int) -> None:
-        host = f"[{args.host}]" if ":" in args.host else args.host
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)  # a browsable address
+        host = f"[{host}]" if ":" in host else host
         query = f"?token={token}" if token else ""
         # the CLI's ready line: scripts and tests wait for it
         print(f"vst-stream: {server.pipeline.style.name} from {args.source} at http://{host}:{port}/{query}", flush=True)  # noqa: T201

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
 from vst.stream.pipeline import Pipeline
@@ -104,7 +105,7 @@ class StreamServer:
     # ------------------------------------------------------------------ app
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body, middlewares=[self._errors, self._auth])
+        app = web.Application(client_max_size=self.config.max_body, middlewares=[self._cors, self._errors, self._auth])
         viewer = resources.files("vst.stream.viewer")
         self._static = {name: viewer.joinpath(name).read_text() for name in ("index.html", "viewer.js", "viewer.css")}
         app.router.add_get("/", self._page)
@@ -119,6 +120,8 @@ class StreamServer:
         app.router.add_post("/whep", self._whep)
         app.router.add_delete("/whep/{id}", self._delete)
         app.router.add_patch("/whep/{id}", self._whep_patch)
+        app.router.add_route("OPTIONS", "/whep", self._whep_options)
+        app.router.add_route("OPTIONS", "/whep/{id}", self._whep_options)
         app.router.add_post("/style", self._style)
         app.router.add_post("/blend", self._blend)
         app.on_startup.append(self._on_startup)
@@ -167,9 +170,18 @@ class StreamServer:
             return _error(500, "internal error (see the server log)", sdp=sdp)
 
     @web.middleware
+    async def _cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """WHEP players may live on another origin: let them read Location (the token still guards)."""
+        resp = await handler(request)
+        if request.path.startswith("/whep"):
+            resp.headers["Access-Control-Allow-Origin"] = "*"
+            resp.headers["Access-Control-Expose-Headers"] = "Location, ETag"
+        return resp
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         token = self.config.token
-        if token and request.path not in ("/", "/viewer.js", "/viewer.css", "/health", "/favicon.ico"):
+        if token and request.method != "OPTIONS" and request.path not in ("/", "/viewer.js", "/viewer.css", "/health", "/favicon.ico"):
             given = request.query.get("token", "")
             auth = request.headers.get("Authorization", "")
             if auth.lower().startswith("bearer "):
@@ -257,6 +269,12 @@ class StreamServer:
             content_type="application/sdp",
             headers={"Location": f"/whep/{session.id}", "ETag": f'"{session.id}"'},
         )
+
+    async def _whep_options(self, _request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        })  # fmt: skip
 
     async def _whep_patch(self, _request: web.Request) -> web.Response:
         # aiortc does not trickle ICE: the answer already carries every candidate.
@@ -359,18 +377,18 @@ class StreamServer:
     async def _pump(self, session: Session, track: Any) -> None:
         browser = self.pipeline.browser
         assert browser is not None
-        while True:
-            try:
-                frame = await track.recv()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # MediaStreamError when the viewer leaves
-                break
-            if browser.publisher == session.id:
-                browser.push(frame)
-        if browser.publisher == session.id:
-            browser.publisher = None
-            self.pipeline.state = "waiting for a browser camera"
+        try:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:  # the viewer left
+                    break
+                if browser.publisher == session.id:
+                    browser.push(frame)
+        finally:  # also when close_session cancels us
+            if browser.release(session.id):
+                self.pipeline.state = "waiting for a browser camera"
+                log.info("session %s: camera gone; waiting for another", session.id)
 
     async def close_session(self, sid: str) -> None:
         session = self.sessions.pop(sid, None)

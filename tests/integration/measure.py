@@ -24,12 +24,13 @@ from .serving import CHROMIUM, CHROMIUM_ARGS, VstServer, frames_decoded, make_te
 log = logging.getLogger("measure")
 
 
-def measure(size: str, viewers: int, seconds: float, style: str | None, source: str, fps: float) -> dict[str, Any]:
+def measure(size: str, viewers: int, seconds: float, style: str | None, source: str, fps: float,
+            width: int = 16) -> dict[str, Any]:  # fmt: skip
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as d:
         if style is None:
-            make_test_style(Path(d), "compact-measure")
+            make_test_style(Path(d), "compact-measure", width=width)
         srv = VstServer(["--source", source, "--size", size, "--fps", str(fps), "--style", style or "compact-measure",
                          "--stamp-latency", "--max-viewers", str(max(viewers, 1))],
                         env={"VST_STYLES_DIR": d}, log_name=f"measure_{size}")  # fmt: skip
@@ -54,7 +55,7 @@ def measure(size: str, viewers: int, seconds: float, style: str | None, source: 
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None  # noqa: E731
     return {
         "size": size,
-        "style": style or "compact (random init)",
+        "style": style or f"compact width {width} (random init)",
         "viewers": viewers,
         "seconds": round(span, 1),
         "source_fps": round((s1["frames_in"] - s0["frames_in"]) / span, 1),
@@ -76,9 +77,10 @@ def main() -> None:
     ap.add_argument("--style", default=None)
     ap.add_argument("--source", default="sample")
     ap.add_argument("--fps", type=float, default=30)
+    ap.add_argument("--width", type=int, default=16, help="width of the stand-in compact net (4: near-free, isolates serving)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    res = measure(args.size, args.viewers, args.seconds, args.style, args.source, args.fps)
+    res = measure(args.size, args.viewers, args.seconds, args.style, args.source, args.fps, args.width)
     print(json.dumps(res))  # noqa: T201 - the script's result
 
 

@@ -17,7 +17,7 @@ import pytest
 from vst.stream.webrtc import restrict_ice_to_host
 
 from .serving import ARTIFACTS, VstServer, frames_decoded, open_viewer, wait_until
-from .whep_client import whep_session
+from .whep_client import run_in_thread, whep_session
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_churn_connect_disconnect(styles_dir: Path) -> None:
                                     "viewers": s["viewers"], "track_errors": s["track_errors"]})  # fmt: skip
 
         t0 = time.monotonic()
-        asyncio.run(run())
+        run_in_thread(run)
         elapsed = time.monotonic() - t0
         assert wait_until(lambda: srv.stats()["viewers"] == 0, 10)
         final = srv.stats()

@@ -3,7 +3,6 @@ clean SIGINT/SIGTERM shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from vst.stream.webrtc import restrict_ice_to_host
 
 from .serving import VstServer, wait_until
-from .whep_client import whep_session
+from .whep_client import run_in_thread, whep_session
 
 
 @pytest.mark.parametrize(
@@ -45,13 +44,16 @@ def test_whep_player_and_clean_shutdown(sig: int, styles_dir: Path) -> None:
                      "--token", "tok", "--bitrate", "2500"],
                     env={"VST_STYLES_DIR": str(styles_dir)}, log_name=f"test_serve_cli_{codec}")  # fmt: skip
     try:
-        res = asyncio.run(whep_session(srv.base, "tok", frames=8))
+        res = run_in_thread(lambda: whep_session(srv.base, "tok", frames=8))
         assert res.status == 201 and res.location.startswith("/whep/"), res
         assert f"{codec.upper()}/90000" in res.answer
         assert "x-google-max-bitrate=2500" in res.answer
         assert res.frames == 8
         assert wait_until(lambda: srv.stats()["viewers"] == 0, 10)
         assert srv.stats()["sessions_total"] == 1
+        status, headers, _b = srv.request("OPTIONS", "/whep", token=None)  # CORS preflight of a web WHEP player
+        assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Origin"] == "*"
         # still serving requests after the session ended
         status, _h, _b = srv.request("POST", "/whep", b"v=0\r\n", "application/sdp")
         assert status == 400

@@ -65,8 +65,10 @@ def test_stats_endpoint(viewer: Any, server: VstServer) -> None:
     assert s["engine_errors"] == 0 and s["track_errors"] == 0
 
 
-def _grab(page: Any) -> np.ndarray:
-    return np.array(page.evaluate("vst.grab()"), dtype=np.float32).reshape(18, 32, 4)[..., :3]
+def _palette(page: Any) -> np.ndarray:
+    """Per-channel mean and std of the stylized picture: a style changes these, motion barely does."""
+    px = np.array(page.evaluate("vst.grab()"), dtype=np.float32).reshape(-1, 4)[:, :3]
+    return np.concatenate([px.mean(0), px.std(0)])
 
 
 def test_style_switch_changes_output(viewer: Any, server: VstServer) -> None:
@@ -75,18 +77,19 @@ def test_style_switch_changes_output(viewer: Any, server: VstServer) -> None:
     current = config["style"]
     others = [s for s in config["styles"] if s != current]
     assert others, f"need two styles, have {config['styles']}"
-    before = _grab(viewer)
+    b1 = _palette(viewer)
+    time.sleep(0.5)
+    b2 = _palette(viewer)
     status, body = server.json("POST", "/style", {"style": others[0]})
     assert status == 200 and body["style"] == others[0]
     assert server.stats()["style"] == others[0]
     time.sleep(2.0)  # a few frames of the new style reach the browser
-    after = _grab(viewer)
-    # the clip moves too, so compare against the frame-to-frame change within one style
+    a1 = _palette(viewer)
     time.sleep(0.5)
-    after2 = _grab(viewer)
-    switch_diff = float(np.abs(after - before).mean())
-    same_style_diff = float(np.abs(after2 - after).mean())
-    assert switch_diff > 15 and switch_diff > 2 * same_style_diff, (switch_diff, same_style_diff)
+    a2 = _palette(viewer)
+    within = max(float(np.abs(b1 - b2).mean()), float(np.abs(a1 - a2).mean()))
+    switch = float(np.abs((b1 + b2) / 2 - (a1 + a2) / 2).mean())
+    assert switch > 8 and switch > 3 * within, (switch, within)
     status, _ = server.json("POST", "/style", {"style": current})
     assert status == 200
 
@@ -197,7 +200,7 @@ def test_side_by_side_original(viewer: Any, server: VstServer) -> None:
            return n === 2; }""",
         timeout=30000,
     )
-    assert viewer.evaluate("document.getElementById('original-video').videoWidth") == 320
+    viewer.wait_for_function("document.getElementById('original-video').videoWidth === 320", timeout=10000)
     assert server.stats()["frames_sent"]["original"] > 0
     time.sleep(1.5)  # let the overlay pick up server stats
     viewer.screenshot(path=str(ARTIFACTS / "viewer_side_by_side.png"))

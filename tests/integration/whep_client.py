@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+
+T = TypeVar("T")
+
+
+def run_in_thread(main: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(main())`` in a fresh thread: Playwright's sync API owns this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()  # type: ignore[arg-type]
 
 
 @dataclass
