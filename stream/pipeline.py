@@ -204,7 +204,7 @@ def stamp_time(image: np.ndarray, ms: int) -> None:
 
 def read_stamp(image: np.ndarray) -> int | None:
     """Inverse of ``stamp_time`` (None when the sync pair is not there)."""
-    h, w = image.shape[:2]
+    w = image.shape[1]
     bw = w // (STAMP_BLOCKS + 2)
     if bw < 4:
         return None

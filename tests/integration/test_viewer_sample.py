@@ -162,7 +162,7 @@ def test_abuse_never_stops_the_viewer(viewer: Any, server: VstServer) -> None:
     before = server.stats()
     last, stalls = frames_decoded(viewer), 0
     for method, path, body, ctype, token, expected in cases:
-        status, headers, data = server.request(method, path, body, ctype, token=token)
+        status, _headers, data = server.request(method, path, body, ctype, token=token)
         assert status == expected, (method, path, status, data[:200])
         assert data.strip(), f"{method} {path}: empty error body"
         n = frames_decoded(viewer)
