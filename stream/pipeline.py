@@ -28,6 +28,7 @@ import numpy as np
 
 from vst.errors import SourceError, VstError
 from vst.imaging import fit_size
+from vst.stream.blend import BlendStage
 from vst.stream.engine import Engine, make_engine
 from vst.stream.sources import Frame, Source, open_source
 from vst.styles import Style, resolve_style
@@ -177,17 +178,10 @@ class _Rate:
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
-def _load_blend(alpha: float) -> Any:
-    """The temporal blend stage when ``vst.stream.blend`` is installed, else None (reported in stats)."""
-    try:
-        from vst.stream.blend import BlendStage
-    except ImportError:
-        if alpha > 0:
-            log.warning("blend %.2f requested but vst.stream.blend is not available; output is unblended", alpha)
-        return None
+def _make_blend(alpha: float) -> BlendStage:
     try:
         return BlendStage(alpha=alpha)
-    except ValueError as e:
+    except ValueError as e:  # the stage owns the valid range
         raise VstError(f"--blend: {e}") from None
 
 
@@ -241,7 +235,7 @@ class Pipeline:
         self._engines: dict[str, Engine] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()  # engine builds (style switches) one at a time
-        self._blend = _load_blend(config.blend)
+        self._blend = _make_blend(config.blend)
         self.blend_alpha = config.blend
         self._reset_blend = False
         self._in = OneSlot()
@@ -324,16 +318,11 @@ class Pipeline:
 
     def set_blend(self, alpha: float) -> None:
         """Set the blend strength live; raises VstError for a value the blend stage refuses."""
-        if self._blend is not None:
-            try:
-                self._blend.alpha = alpha
-            except ValueError as e:
-                raise VstError(str(e)) from None
-        elif not 0.0 <= alpha <= 1.0:
-            raise VstError(f"blend must be between 0 and 1, got {alpha}")
+        try:
+            self._blend.alpha = alpha
+        except ValueError as e:
+            raise VstError(str(e)) from None
         self.blend_alpha = alpha
-        if self._blend is None and alpha > 0:
-            log.warning("blend %.2f set, but vst.stream.blend is not available", alpha)
 
     # ------------------------------------------------------------------ threads
 
@@ -412,7 +401,7 @@ class Pipeline:
                 continue
             frame, captured = item
             image = frame.image
-            if self._reset_blend and self._blend is not None:
+            if self._reset_blend:
                 self._blend.reset()
                 self._reset_blend = False
             engine = self._engine
@@ -420,8 +409,7 @@ class Pipeline:
             try:
                 assert engine is not None
                 out = engine(image)
-                if self._blend is not None:  # alpha 0 is a pass-through; calling it keeps its state honest
-                    out = self._blend(image, out)
+                out = self._blend(image, out)  # alpha 0 is a pass-through
                 self._infer_ms.append((time.perf_counter() - t) * 1e3)
                 self.frames_inferred += 1
             except Exception as e:  # logged, counted and shown; the next frame tries again
@@ -501,6 +489,6 @@ class Pipeline:
             "reconnects": self.reconnects,
             "last_error": self.last_error,
             "blend": self.blend_alpha,
-            "blend_available": self._blend is not None,
+            "blend_available": True,
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import os
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ class TorchCpuEngine:
             raise BackendUnavailable("this CPU has no native bf16 (AVX512-BF16/AMX); use --precision fp32")
         self.precision = "fp32" if precision == "auto" else precision
         self.net = load_generator(style)
+        if threads := int(os.environ.get("VST_THREADS", "0")):
+            # On a busy host fewer OpenMP threads avoid spinning at barriers while descheduled.
+            torch.set_num_threads(threads)
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
