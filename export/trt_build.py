@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from typing import Any, Literal
 from vst.errors import BackendUnavailable, VstError
 from vst.export.onnx_export import INPUT_NAME, cache_root, cached_onnx
 from vst.imaging import SIZE_MULTIPLE
-from vst.styles import Style
+from vst.styles import Style, file_sha256
 
 log = logging.getLogger("vst.export.trt")
 
@@ -108,14 +107,6 @@ def normalize_sizes(sizes: Sequence[Size]) -> list[Size]:
     if not sizes:
         raise VstError("an engine needs at least one size (e.g. --size 1280x720)")
     return sorted({padded(s) for s in sizes}, key=lambda s: (s[0] * s[1], s))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def engine_file_name(stem: str, model_sha256: str, sizes: Sequence[Size], precision: str,

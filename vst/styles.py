@@ -66,11 +66,7 @@ class Style:
 
     def digest(self) -> str:
         """sha256 of the weights file: names exported artefacts (ONNX, engines) after what built them."""
-        h = hashlib.sha256()
-        with self.weights.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return file_sha256(self.weights)
 
 
 def bundled_dir() -> Path:
@@ -252,7 +248,7 @@ def import_style(src: Path, name: str, directory: Path | None = None, provenance
         raise StyleError(f"no such file: {src}")
     _check_name(name)
     dest_dir = directory or user_dir()
-    origin = provenance or f"imported from {src.name} (sha256 {_sha256(src)[:16]})"
+    origin = provenance or f"imported from {src.name} (sha256 {file_sha256(src)[:16]})"
     suffix = src.suffix.lower()
     if suffix in (".pth", ".pt", ".ckpt"):
         spec, state, layout = map_cyclegan_state(load_pth_state(src))
@@ -276,7 +272,8 @@ def import_style(src: Path, name: str, directory: Path | None = None, provenance
     return style
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
