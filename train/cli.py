@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path, help="run directory (config, metrics.csv, samples/, checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.safetensors (config from RUN/config.toml)")
     p.add_argument("--stop-after", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps this session")
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT", help="start from another run's network weights (fresh optimiser and step)")
     p.add_argument("--distill", metavar="TEACHER", help="distill this style (name or path) into the config's compact student")
     p.add_argument("--a", dest="a_sources", action="append", metavar="PATH", help="domain A video/frame folder (repeatable; replaces the config's)")
     p.add_argument("--b", dest="b_dir", metavar="DIR", help="domain B paintings folder (replaces the config's)")
@@ -76,6 +77,8 @@ def _train(args: argparse.Namespace) -> int:
         trainer = CycleGANTrainer(cfg, run, dist_info=init_distributed(pick_device(cfg.run.device).type))
     if args.resume:
         trainer.load_checkpoint(run / CHECKPOINT)
+    elif args.init:
+        trainer.init_from(args.init)
     trainer.fit(progress=not args.no_progress, stop_after=args.stop_after)
     return 0
 

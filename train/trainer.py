@@ -283,6 +283,22 @@ class TrainerBase:
         self.step, self.elapsed = int(meta["step"]), float(meta.get("elapsed", 0.0))
         log.info("resumed %s at step %d (%.0f s trained so far)", path, self.step, self.elapsed)
 
+    def init_from(self, path: Path) -> None:
+        """Warm start: take the networks' weights from another run's checkpoint (optimisers, pools
+        and step start fresh), e.g. a new painter from the monet run."""
+        try:
+            tensors = load_file(str(path))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        try:
+            for name in self.net_names:
+                sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                getattr(self, name).load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {path} does not match this config's networks: {str(e).splitlines()[0]}") from None
+        self.init_source = str(path)
+        log.info("networks initialised from %s", path)
+
     def export_style(self, directory: Path, name: str, extra: Mapping[str, Any] | None = None) -> Style:
         """Save g_ab as an fp16 style with a model card in the sidecar's 'training' field."""
         card = {
@@ -294,6 +310,7 @@ class TrainerBase:
             "config": self.cfg.to_dict(),
             "last_losses": {k: round(v, 5) for k, v in self.last.items()},
             "note": self.cfg.run.style_note,
+            "initialised_from": getattr(self, "init_source", None),
             **(extra or {}),
         }
         meta = {"provenance": f"trained by vst-train, run {self.run_dir.name}", "training": card}

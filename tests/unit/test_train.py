@@ -247,3 +247,19 @@ def test_cli_missing_or_empty_folder_is_one_line_error(tmp_path: Path, data: typ
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_init_from_takes_weights_but_not_the_step(tmp_path: Path, data: type) -> None:
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data)
+    a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
+    b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
+    src = CycleGANTrainer(cfg, tmp_path / "src", a, b)
+    src.train_step(*src.sample_batch())
+    ckpt = src.save_checkpoint()
+    dst = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst", a, b)
+    dst.init_from(ckpt)
+    assert dst.step == 0
+    for k, v in src.g_ab.state_dict().items():
+        assert torch.equal(dst.g_ab.state_dict()[k], v), k
