@@ -37,7 +37,7 @@ from vst.models import GeneratorSpec, build_generator
 log = logging.getLogger("vst.styles")
 
 StyleKind = Literal["torch", "onnx"]
-DEFAULT_STYLE = "candy"  # the training issue replaces this with the trained "monet"
+DEFAULT_STYLE = "monet"  # trained by vst-train (docs/training.md); candy stays bundled
 _WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 
 
