@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def test_cached_flows_align_real_video_frames(data: type) -> None:
     before = float(((batch.prev - batch.cur).abs() * batch.mask).mean())
     after = float(((warped - batch.cur).abs() * batch.mask).mean())
     assert after < 0.8 * before
-    cache = list((Path(__import__("os").environ["VST_CACHE_DIR"]) / "flows").glob("corridor_neuflow-*.npz"))
+    cache = list((Path(os.environ["VST_CACHE_DIR"]) / "flows").glob("corridor_neuflow-*.npz"))
     assert cache, "flows were not cached on disk"
 
 
