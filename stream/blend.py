@@ -147,18 +147,21 @@ class BlendStage:
 
         mx, my = self._maps(self._flow(frame, self._prev_in))
         warped_in = cv2.remap(self._prev_in, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        err = cv2.absdiff(frame, warped_in).astype(np.float32).sum(axis=2)
-        mask = (err <= 3.0 * self.mask_threshold).astype(np.float32)
-        if mask.mean() < self.cut_fraction:
+        # Channel sum in uint16 via cv2.add: numpy's axis-2 reductions were a third of the stage's time.
+        d = cv2.absdiff(frame, warped_in)
+        total = cv2.add(cv2.add(d[..., 0], d[..., 1], dtype=cv2.CV_16U), d[..., 2], dtype=cv2.CV_16U)
+        matched = total <= 3.0 * self.mask_threshold
+        matched_fraction = cv2.countNonZero(matched.view(np.uint8)) / matched.size
+        if matched_fraction < self.cut_fraction:
             self.cuts += 1
-            log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * mask.mean())
+            log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * matched_fraction)
             self._remember(frame, stylized)
             return stylized
 
         assert self._prev_out is not None
         warped = cv2.remap(self._prev_out, mx, my, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
-        am = (alpha * mask)[..., None]
+        am = (alpha * matched.astype(np.float32))[..., None]
         if self.mode == "lowpass":
             dev = am * self._blur(warped - g)  # blur is linear: one blur instead of two
             if self.shrink > 0:
