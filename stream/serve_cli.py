@@ -104,6 +104,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         asyncio.run(_serve(server, args, token))
     finally:
+        # A second Ctrl-C (or `timeout`, which signals the child and its group) must not abort the
+        # joins half-way: that leaves native threads running at exit. The stop is bounded anyway
+        # (faulthandler exits after 15 s).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         pipeline.stop()  # releases the camera / RTSP connection
         faulthandler.cancel_dump_traceback_later()
         log.info("stopped")
