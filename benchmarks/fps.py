@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import queue
 import statistics
 import sys
@@ -44,6 +43,7 @@ import torch
 
 from vst.cli import parse_size, setup_logging
 from vst.errors import VstError
+from vst.hardware import cpu_model
 from vst.imaging import SIZE_MULTIPLE, pad_to_multiple, to_frame, to_tensor
 from vst.models import GeneratorSpec, build_generator, count_macs, init_weights
 from vst.styles import Style, load_generator, resolve_style, save_style
@@ -80,14 +80,7 @@ def bench_style(model: str) -> Style:
 def device_name(cuda: bool) -> str:
     if cuda:
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__}, CUDA {torch.version.cuda})"
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{model}, {os.cpu_count()} logical cores (torch {torch.__version__})"
 
 

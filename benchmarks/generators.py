@@ -60,7 +60,7 @@ def measure(arch: str, size: tuple[int, int], runtimes: list[str], reps: int, tm
         if "torch-fp32" in runtimes:
             row["torch-fp32"] = round(_time(lambda: net(x), reps), 1)
         if "torch-bf16" in runtimes:
-            from vst.stream.backends.torch_backend import cpu_has_bf16
+            from vst.hardware import cpu_has_bf16
 
             if cpu_has_bf16():
 

@@ -100,7 +100,6 @@ class AvSource:
         read_timeout: float = 5.0,
         rtsp_transport: str = "tcp",
     ) -> None:
-        import av
 
         self.url = url
         self.live = url.startswith(STREAM_SCHEMES)

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from vst.errors import VstError
+from vst.hardware import cpu_model
 from vst.models import GeneratorSpec, PatchDiscriminator, build_generator, count_macs, init_weights
 from vst.styles import Style, save_style
 
@@ -510,14 +511,7 @@ class CycleGANTrainer(TrainerBase):
 def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    model = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{model}, {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} cores"
 
 

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import os
 
 import numpy as np
 import torch
 
 from vst.errors import BackendUnavailable, VstError
+from vst.hardware import cpu_has_bf16
 from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.styles import Style, load_generator
 
 log = logging.getLogger("vst.engine.torch")
-
-
-def cpu_has_bf16() -> bool:
-    """True where oneDNN has native bf16 (AVX512-BF16 or AMX)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TorchCpuEngine:

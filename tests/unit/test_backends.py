@@ -16,7 +16,7 @@ import torch
 
 from vst.errors import BackendUnavailable
 from vst.models import GeneratorSpec, build_generator, init_weights
-from vst.stream.backends.torch_backend import cpu_has_bf16
+from vst.hardware import cpu_has_bf16
 from vst.stream.engine import make_engine
 from vst.styles import Style, save_style
 
