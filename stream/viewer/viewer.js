@@ -114,6 +114,7 @@ async function connect() {
     $("original-video").srcObject = vst.camera;
   }
   const originalTr = !publish && original ? pc.addTransceiver("video", { direction: "recvonly" }) : null;
+  vst.stylizedTr = stylizedTr || cameraTr;  // the overlay's stats follow this stream only
   $("original-box").hidden = !(original || publish);
   pc.ontrack = (ev) => {
     const stream = new MediaStream([ev.track]);
@@ -177,9 +178,13 @@ async function pollStats() {
   const pc = vst.pc;
   if (pc) {
     const report = await pc.getStats().catch(() => null);
+    // With the original shown there are two inbound videos: pick the stylized one by its mid, so
+    // fps/bitrate deltas never mix the two streams.
+    const mid = vst.stylizedTr && vst.stylizedTr.mid;
     let inbound = null;
     if (report) report.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video" && (!inbound || s.framesDecoded > inbound.framesDecoded)) inbound = s;
+      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+      if (mid != null ? s.mid === mid : (!inbound || s.framesDecoded > inbound.framesDecoded)) inbound = s;
     });
     if (inbound) {
       const now = inbound.timestamp;
@@ -190,13 +195,13 @@ async function pollStats() {
         bufferMs: inbound.jitterBufferEmittedCount ? 1000 * inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount : 0,
         fps: 0, kbps: 0, codec: "",
       };
-      if (prev && now > prev.t) {
+      if (prev && prev.id === inbound.id && now > prev.t) {
         st.fps = (st.framesDecoded - prev.frames) * 1000 / (now - prev.t);
         st.kbps = (inbound.bytesReceived - prev.bytes) * 8 / (now - prev.t);
       }
       const codec = inbound.codecId && report.get(inbound.codecId);
       st.codec = codec ? codec.mimeType.replace("video/", "") : "";
-      prev = { t: now, frames: st.framesDecoded, bytes: inbound.bytesReceived };
+      prev = { id: inbound.id, t: now, frames: st.framesDecoded, bytes: inbound.bytesReceived };
       const lat = vst.latencies.slice(-30).sort((a, b) => a - b);
       st.glassMs = lat.length ? lat[Math.floor(lat.length / 2)] : null;
       vst.stats = st;

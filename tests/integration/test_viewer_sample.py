@@ -22,7 +22,7 @@ MAX_VIEWERS = 4
 @pytest.fixture(scope="module")
 def server(styles_dir: Path) -> Iterator[VstServer]:
     srv = VstServer(
-        ["--source", "sample", "--size", "320x180", "--fps", "30", "--style", "compact-test",
+        ["--source", "sample", "--size", "320x180", "--fps", "30", "--style", "monet",
          "--token", TOKEN, "--max-viewers", str(MAX_VIEWERS)],  # fmt: skip
         env={"VST_STYLES_DIR": str(styles_dir)},
         log_name="test_viewer_sample",
@@ -203,6 +203,13 @@ def test_side_by_side_original(viewer: Any, server: VstServer) -> None:
     viewer.wait_for_function("document.getElementById('original-video').videoWidth === 320", timeout=10000)
     assert server.stats()["frames_sent"]["original"] > 0
     time.sleep(1.5)  # let the overlay pick up server stats
+    # With two inbound videos the overlay must follow the stylized one: deltas never mix streams.
+    viewer.wait_for_function("vst.stats && vst.stats.fps > 1", timeout=10000)  # first delta after reconnect
+    samples = []
+    for _ in range(3):
+        samples.append(viewer.evaluate("() => [vst.stats.fps, vst.stats.kbps]"))
+        time.sleep(1.1)
+    assert all(fps > 1 and kbps > 0 for fps, kbps in samples), samples
     viewer.screenshot(path=str(ARTIFACTS / "viewer_side_by_side.png"))
     viewer.uncheck("#original")
     viewer.wait_for_function("vst.state === 'connected'", timeout=30000)
