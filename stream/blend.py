@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
+from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
 
 log = logging.getLogger("vst.blend")
@@ -186,3 +187,11 @@ class BlendStage:
         have = float(np.square(detail).mean())
         gain = min(self.max_gain, max(1.0, (target / have) ** 0.5)) if have > 0 else 1.0
         return low + gain * detail
+
+
+def make_blend(alpha: float, **options: Any) -> BlendStage:
+    """A ``BlendStage`` for a CLI or server: an out-of-range setting is a one-line VstError."""
+    try:
+        return BlendStage(alpha, **options)
+    except ValueError as e:  # the stage owns the valid ranges
+        raise VstError(f"--blend: {e}") from None

@@ -152,13 +152,10 @@ def _body() -> int:
     bad = [a for a in args.blend if not 0.0 <= a <= 1.0]
     if bad:  # the mode-specific limit is BlendStage's; this catches typos before any work
         raise VstError(f"--blend values must be in [0, 1], got {bad}")
-    from vst.stream.blend import BlendStage
+    from vst.stream.blend import make_blend
 
     for alpha in args.blend:
-        try:
-            BlendStage(alpha, mode=args.mode)
-        except ValueError as e:
-            raise VstError(f"--blend: {e}") from None
+        make_blend(alpha, mode=args.mode)  # a bad alpha/mode fails before any work
     from vst.stream.engine import make_engine
     from vst.styles import resolve_style
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from vst.errors import SourceError, VstError
 from vst.imaging import fit_size
-from vst.stream.blend import BlendStage
+from vst.stream.blend import make_blend
 from vst.stream.engine import Engine, make_engine
 from vst.stream.sources import Frame, Source, open_source
 from vst.styles import Style, resolve_style
@@ -178,13 +178,6 @@ class _Rate:
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
-def _make_blend(alpha: float) -> BlendStage:
-    try:
-        return BlendStage(alpha=alpha)
-    except ValueError as e:  # the stage owns the valid range
-        raise VstError(f"--blend: {e}") from None
-
-
 def stamp_time(image: np.ndarray, ms: int) -> None:
     """Write ``ms mod 2**24`` as black/white blocks across the top rows of ``image`` (in place)."""
     h, w = image.shape[:2]
@@ -235,7 +228,7 @@ class Pipeline:
         self._engines: dict[str, Engine] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()  # engine builds (style switches) one at a time
-        self._blend = _make_blend(config.blend)
+        self._blend = make_blend(config.blend)
         self.blend_alpha = config.blend
         self._reset_blend = False
         self._in = OneSlot()
@@ -295,17 +288,18 @@ class Pipeline:
         self.state = "stopped"
 
     def _open(self) -> Source:
-        live_spec = self.config.source.startswith(("webcam", "rtsp", "rtsps", "http", "rtmp", "srt", "udp"))
-        return open_source(self.config.source, self.config.size, fps=self.config.fps, loop=not live_spec, realtime=False)
+        # Files loop while served; sources.AvSource never loops a live stream, whatever its scheme.
+        return open_source(self.config.source, self.config.size, fps=self.config.fps, loop=True, realtime=False)
 
     # ------------------------------------------------------------------ styles and blend
 
     def build_engine(self, style: Style) -> Engine:
         """Build (or reuse) the engine for ``style``. Slow: call from a worker thread, not the event loop."""
         with self._engine_lock:
-            if style.name not in self._engines:
-                self._engines[style.name] = make_engine(style, self.config.backend)
-            return self._engines[style.name]
+            key = str(style.weights.resolve())  # by file: a path and a bundled style may share a name
+            if key not in self._engines:
+                self._engines[key] = make_engine(style, self.config.backend)
+            return self._engines[key]
 
     def set_style(self, name: str) -> Style:
         """Switch style (blocking while a new engine builds). Raises StyleError/VstError for bad names."""

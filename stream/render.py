@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
-from vst.stream.blend import BlendStage
+from vst.stream.blend import make_blend
 from vst.stream.engine import BACKENDS, make_engine
 from vst.stream.sources import AvSource, sample_path
 from vst.styles import resolve_style
@@ -62,9 +62,14 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
         raise VstError("output and input are the same file")
     if dst.exists() and not cfg.overwrite:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
-    blend = _make_blend(cfg.blend)
-    source = AvSource(str(src), cfg.size)
-    engine = make_engine(resolve_style(cfg.style), cfg.backend, cfg.precision)
+    blend = make_blend(cfg.blend)  # alpha 0 passes frames through
+    style = resolve_style(cfg.style)
+    source = AvSource(str(src), cfg.size)  # before the engine: a bad input fails fast
+    try:
+        engine = make_engine(style, cfg.backend, cfg.precision)
+    except BaseException:
+        source.close()
+        raise
     w, h = source.size
     rate = Fraction(source.fps).limit_denominator(100000)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
@@ -79,9 +84,7 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
             stream.options = {"crf": str(cfg.crf), "preset": "medium"}
             total = source.frames_hint or None
             for frame in tqdm(source, total=total, unit="frame", disable=not cfg.progress, desc=dst.name):
-                styled = engine(frame.image)
-                if blend is not None:
-                    styled = blend(frame.image, styled)
+                styled = blend(frame.image, engine(frame.image))
                 vf = av.VideoFrame.from_ndarray(styled, format="rgb24")
                 vf.pts, vf.time_base = n, 1 / rate
                 out.mux(stream.encode(vf))
@@ -95,15 +98,6 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
         tmp.unlink(missing_ok=True)
     log.info("wrote %s: %d frames, %dx%d at %.3f fps", dst, n, w, h, float(rate))
     return n
-
-
-def _make_blend(alpha: float) -> BlendStage | None:
-    if alpha == 0.0:
-        return None
-    try:
-        return BlendStage(alpha=alpha)
-    except ValueError as e:  # the stage owns the valid range
-        raise VstError(f"--blend: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vst.cli import parse_size, run_main, setup_logging
+from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.metrics import laplacian_variance, temporal_error, video_geometry
 from vst.styles import load_generator, resolve_style
 
@@ -41,9 +42,8 @@ def stylize(net: nn.Module, frames: list[np.ndarray]) -> list[np.ndarray]:
     """Per-frame generator outputs, (H, W, 3) uint8."""
     out = []
     for f in frames:
-        x = torch.from_numpy(f).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-        y = net(x)[0].add(1).mul(127.5).round().clamp(0, 255).byte()
-        out.append(y.permute(1, 2, 0).numpy())
+        x, (h, w) = pad_to_multiple(to_tensor(f))  # any size, as the engines do
+        out.append(to_frame(net(x)[..., :h, :w]))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ from vst.errors import StyleError
 log = logging.getLogger("vst.onnx_styles")
 
 
-def _session(path: Path) -> Any:
+def load_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0) -> Any:
+    """An onnxruntime session; a file it cannot load is a StyleError (one line), not a traceback."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), opts, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own untyped errors for bad files
         raise StyleError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0][:160]}") from None
 
@@ -98,23 +101,26 @@ def import_onnx_style(src: Path, name: str, dest_dir: Path, provenance: str, sty
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{name}.onnx"
     tmp = dest.with_suffix(".onnx.part")
-    fixed = (dims[2], dims[3]) if dims[2] > 0 and dims[3] > 0 else None
-    if fixed:
-        _make_hw_dynamic(model)
-        onnx.save(model, str(tmp))
-        try:
-            _run(_session(tmp), meta, _probe_image(64, 96), 1.0)
-            fixed = None
-        except Exception:  # the graph bakes its size in (Reshape constants...): keep it fixed
-            log.info("%s keeps its fixed input size %sx%s", src.name, dims[3], dims[2])
+    try:
+        fixed = (dims[2], dims[3]) if dims[2] > 0 and dims[3] > 0 else None
+        if fixed:
+            _make_hw_dynamic(model)
+            onnx.save(model, str(tmp))
+            try:
+                _run(load_session(tmp), meta, _probe_image(64, 96), 1.0)
+                fixed = None
+            except Exception:  # the graph bakes its size in (Reshape constants...): keep it fixed
+                log.info("%s keeps its fixed input size %sx%s", src.name, dims[3], dims[2])
+                shutil.copyfile(src, tmp)
+        else:
             shutil.copyfile(src, tmp)
-    else:
-        shutil.copyfile(src, tmp)
-    meta["onnx_fixed_hw"] = list(fixed) if fixed else None
-    meta["onnx_channel_order"] = _channel_order(model)
-    session = _session(tmp)
-    meta["onnx_value_range"] = _detect_range(session, meta, fixed or (96, 128))
-    tmp.replace(dest)
+        meta["onnx_fixed_hw"] = list(fixed) if fixed else None
+        meta["onnx_channel_order"] = _channel_order(model)
+        session = load_session(tmp)
+        meta["onnx_value_range"] = _detect_range(session, meta, fixed or (96, 128))
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)  # a probe that failed leaves no half-imported model behind
     meta.update({"name": name, "arch": "onnx", "provenance": provenance, "normalization": f"rgb in 0..{meta['onnx_value_range']:g}"})
     dest.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return Style(name, dest, meta, "user")

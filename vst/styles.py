@@ -247,6 +247,9 @@ def import_style(src: Path, name: str, directory: Path | None = None, provenance
     if not src.is_file():
         raise StyleError(f"no such file: {src}")
     _check_name(name)
+    if directory is None and any(s.name == name for s in _styles_in(bundled_dir(), "bundled")):
+        # A user style never shadows a bundled one (list_styles keeps bundled first): refuse, don't hide it.
+        raise StyleError(f"{name!r} is a bundled style; import under another --name")
     dest_dir = directory or user_dir()
     origin = provenance or f"imported from {src.name} (sha256 {file_sha256(src)[:16]})"
     suffix = src.suffix.lower()
@@ -257,11 +260,11 @@ def import_style(src: Path, name: str, directory: Path | None = None, provenance
         meta_src = src.with_suffix(".json")
         if not meta_src.exists():
             raise StyleError(f"{src} has no {meta_src.name} sidecar naming its architecture")
+        load_generator(Style(name, src, _read_meta(src), "path"))  # fail now, before anything is copied
         dest_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest_dir / f"{name}.safetensors")
         shutil.copyfile(meta_src, dest_dir / f"{name}.json")
         style = Style(name, dest_dir / f"{name}.safetensors", _read_meta(dest_dir / f"{name}.json"), "user")
-        load_generator(style)  # fail now, not at serve time
     elif suffix == ".onnx":
         from vst.onnx_styles import import_onnx_style
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
+from vst.hardware import env_threads
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.ort")
@@ -37,13 +38,11 @@ class OrtEngine:
 
             path = cached_onnx(style)
             self.meta = {"onnx_input": "input", "onnx_value_range": -1.0}
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = int(os.environ.get("VST_THREADS", "0")) or (os.cpu_count() or 1)
+        from vst.onnx_styles import extra_inputs, load_session
+
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session: Any = ort.InferenceSession(str(path), opts, providers=providers)
+        self.session: Any = load_session(path, providers, env_threads() or (os.cpu_count() or 1))
         log.info("onnxruntime providers: %s", self.session.get_providers())
-        from vst.onnx_styles import extra_inputs
 
         self.feeds = extra_inputs(self.meta)
         self.input = self.meta.get("onnx_input") or self.session.get_inputs()[0].name

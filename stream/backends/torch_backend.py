@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vst.errors import BackendUnavailable, VstError
-from vst.hardware import cpu_has_bf16
+from vst.hardware import cpu_has_bf16, env_threads
 from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.styles import Style, load_generator
 
@@ -32,7 +32,7 @@ class TorchCpuEngine:
             raise BackendUnavailable("this CPU has no native bf16 (AVX512-BF16/AMX); use --precision fp32")
         self.precision = "fp32" if precision == "auto" else precision
         self.net = load_generator(style)
-        if threads := int(os.environ.get("VST_THREADS", "0")):
+        if threads := env_threads():
             # On a busy host fewer OpenMP threads avoid spinning at barriers while descheduled.
             torch.set_num_threads(threads)
 

@@ -129,3 +129,21 @@ def test_onnx_multistyle_detects_unit_range(data) -> None:  # noqa: ANN001
     assert style.meta["onnx_extra_inputs"] == {"style_weights": {"length": 26, "index": 0}}
     frame = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert make_engine(style)(frame).shape == frame.shape
+
+
+def test_import_under_a_bundled_name_is_refused(data) -> None:  # noqa: ANN001
+    with pytest.raises(StyleError, match="bundled style"):
+        import_style(data("models", "fast_neural_style", "candy.onnx"), "monet")
+    assert not list(user_dir().glob("monet*")) if user_dir().exists() else True
+
+
+def test_failed_imports_leave_nothing(tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07" + b"\x00" * 64)  # parses as an empty ModelProto
+    with pytest.raises(StyleError):
+        import_style(tmp_path / "bad.onnx", "bad")
+    (tmp_path / "w.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    (tmp_path / "w.json").write_text(json.dumps({"arch": "compact", "arch_kwargs": {}}))
+    with pytest.raises(StyleError, match="corrupt"):
+        import_style(tmp_path / "w.safetensors", "w")
+    leftovers = list(user_dir().iterdir()) if user_dir().exists() else []
+    assert leftovers == []
