@@ -219,7 +219,7 @@ def run_naive(style: Style, frames: Callable[[], Iterator[np.ndarray]], n: int, 
     device = torch.device("cuda" if cuda else "cpu")
     net = load_generator(style).to(device)
     stage: dict[str, list[float]] = {k: [] for k in ("decode", "infer", "encode", "flow_blend")}
-    blender = _blender(blend)
+    blender, _ = _blender(blend)
     lat = []
     it = frames()
     with torch.inference_mode():
@@ -264,17 +264,12 @@ class _TimedFlow:
         return out
 
 
-def _blender(alpha: float) -> Any:
-    if alpha <= 0:
-        return None
-    try:
-        from vst.stream.blend import BlendStage
-    except ImportError as e:
-        raise VstError(f"--blend needs vst.stream.blend (BlendStage): {e}") from None
+def _blender(alpha: float) -> tuple[Any, _TimedFlow]:
+    """The blend stage (None when alpha is 0) and the flow estimator it times."""
+    from vst.stream.blend import make_blend
+
     flow = _TimedFlow()
-    stage = BlendStage(alpha=alpha, flow=flow)
-    stage.timed_flow = flow  # type: ignore[attr-defined]
-    return stage
+    return (make_blend(alpha, flow=flow) if alpha > 0 else None), flow
 
 
 def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callable[[], Iterator[np.ndarray]],
@@ -311,7 +306,7 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     stage: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "infer", "blend", "encode")}
     lat: list[float] = []
     done_at: list[float] = []
-    blender = _blender(blend)
+    blender, timed_flow = _blender(blend)
     errors: list[BaseException] = []
 
     # The decoder starts frame t+1 when frame t is taken, never earlier: a frame's latency clock starts
@@ -393,7 +388,7 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     if errors:
         raise errors[0]
     wall = done_at[-1] - t_start
-    flow_ms = blender.timed_flow.ms[-n:] if blender is not None else []
+    flow_ms = timed_flow.ms[-n:] if blender is not None else []
     stages = {
         "decode": _mean(stage["decode"]), "upload": None, "preprocess": _mean(stage["preprocess"]),
         "infer": _mean(stage["infer"]), "flow": _mean(flow_ms) if blender else None,
