@@ -67,7 +67,7 @@ def bench_style(model: str) -> Style:
     """A benchmark style: seeded random weights for a named architecture, or a real style by name/path."""
     if model not in MODELS:
         return resolve_style(model)
-    from vst.export.onnx_export import cache_root
+    from vst.styles import cache_root
 
     directory = cache_root() / "bench-styles"
     path = directory / f"bench-{model}.safetensors"

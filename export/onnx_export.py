@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vst.errors import VstError
-from vst.styles import Style, load_generator
+from vst.styles import Style, cache_root, load_generator
 
 log = logging.getLogger("vst.export.onnx")
 
@@ -44,14 +44,6 @@ TRT_PARSER_OPS = frozenset({"Conv", "ConvTranspose", "InstanceNormalization", "P
 
 class ExportError(VstError):
     """The model could not be exported, or the export contains something TensorRT cannot parse."""
-
-
-def cache_root() -> Path:
-    """``$VST_CACHE_DIR``, else ``$XDG_CACHE_HOME/vst``, else ``~/.cache/vst``: exports and engines live here."""
-    if env := os.environ.get("VST_CACHE_DIR"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vst"
 
 
 def export_onnx(

@@ -34,9 +34,9 @@ from types import ModuleType
 from typing import Any, Literal
 
 from vst.errors import BackendUnavailable, VstError
-from vst.export.onnx_export import INPUT_NAME, cache_root, cached_onnx
+from vst.export.onnx_export import INPUT_NAME, cached_onnx
 from vst.imaging import SIZE_MULTIPLE
-from vst.styles import Style, file_sha256
+from vst.styles import Style, cache_root, file_sha256
 
 log = logging.getLogger("vst.export.trt")
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from vst.errors import VstError
 from vst.flow import DISFlow, read_flo
+from vst.styles import cache_root
 from vst.warp import backward_warp, consistency_mask
 
 log = logging.getLogger("vst.train.data")
@@ -183,13 +184,6 @@ class _Sequence:
     """gap k -> (cur index (P,), flow (P, 2, H, W) fp16 cur -> cur-k, mask (P, 1, H, W) uint8)."""
 
 
-def _cache_dir() -> Path:
-    if env := os.environ.get("VST_CACHE_DIR"):
-        return Path(env).expanduser() / "flows"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vst" / "flows"
-
-
 def _source_key(path: Path, size: tuple[int, int], gaps: Sequence[int], max_frames: int, method: str) -> str:
     """Cache key: the source's identity (path, size on disk, mtime) and everything the flows depend on."""
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in ([path] if path.is_file() else sorted(path.iterdir()))]
@@ -263,7 +257,7 @@ def load_sequence(
     frames = [resize(f, w, h) for f in raw]
     method = "dis-medium@2x"
     key = _source_key(path, size, gaps, max_frames, method)
-    cache = _cache_dir() / f"{path.name}-{key}.npz"
+    cache = cache_root() / "flows" / f"{path.name}-{key}.npz"
     pairs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     if use_cache and cache.is_file():
         with np.load(cache) as z:

@@ -80,6 +80,14 @@ def user_dir() -> Path:
     return Path(base) / "vst" / "styles"
 
 
+def cache_root() -> Path:
+    """``$VST_CACHE_DIR``, else ``$XDG_CACHE_HOME/vst``, else ``~/.cache/vst``: exports, engines, flows."""
+    if env := os.environ.get("VST_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vst"
+
+
 def _read_meta(weights: Path) -> dict[str, Any]:
     sidecar = weights.with_suffix(".json")
     if not sidecar.exists():

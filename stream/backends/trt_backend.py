@@ -58,7 +58,6 @@ class TensorRTEngine:
             # Third-party ONNX styles carry their own conventions (value range, BGR, fixed size, extra
             # inputs) that OrtEngine handles; TensorRT engines are built from our own exports only.
             raise BackendUnavailable(f"style {style.name!r} is a third-party ONNX model; run it with --backend onnxruntime")
-        self.value_range = -1.0  # our exports map [-1, 1] -> [-1, 1]
         self._runtime = self.trt.Runtime(_trt_logger())
         self._engine: Any = None
         self._path: Path | None = None
@@ -146,16 +145,11 @@ class TensorRTEngine:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         import torch
 
-        from vst.imaging import pad_to_multiple
+        from vst.imaging import pad_to_multiple, to_frame, to_tensor
 
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1).unsqueeze(0)
-            x = t.to(self.dtype)
-            x = x.div_(127.5).sub_(1.0) if self.value_range < 0 else x.mul_(self.value_range / 255.0)
-            x, (h, w) = pad_to_multiple(x)
-            y = self.infer(x)[..., :h, :w].float()
-            y = y.add(1.0).mul_(127.5) if self.value_range < 0 else y.mul(255.0 / self.value_range)
-            return y[0].add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+            x, (h, w) = pad_to_multiple(to_tensor(frame, self.device, self.dtype))
+            return to_frame(self.infer(x)[..., :h, :w])
 
 
 def _trt_logger() -> Any:
