@@ -6,9 +6,11 @@ Two versions, each beside its torch reference (a composition of ``vst.warp`` fun
   reads and writes four full-frame intermediates (two warps, the mask, the blend); the fused kernel
   reads each input once and writes the output once.
 - ``lowpass_blend``: the runtime default (``BlendStage`` mode 'lowpass'):
-  out = G + S_b(α·m·blur_σ(warp_bicubic(out_{t−1}) − G)). The blur needs neighbours, so it is three
-  kernels: warp + mask + difference, a horizontal blur pass, and a vertical pass fused with the
-  mask, soft threshold and add.
+  out = G + S_b(α·m·blur_σ(warp_bicubic(out_{t−1}) − G)). The blur needs neighbours, so it is four
+  kernels: warp + mask + difference, a horizontal blur pass, a vertical pass fused with the mask,
+  then the soft threshold and add. Between the last two, b is raised to meet the |out − G| budget
+  (``vst.warp.budget_threshold``: a sort of a quarter of the pixels, on the device; b stays a device
+  scalar, so the host never waits for it).
 """
 
 from __future__ import annotations
@@ -65,18 +67,23 @@ extern "C" __global__ void blur_h(const float* src, float* dst, const float* tap
     for (int j = -r; j <= r; ++j) acc += taps[j + r] * src[row + min(max(x + j, 0), w - 1)];
     dst[i] = acc;
 }
-// Vertical pass, then out = styl + S_b(am·blurred), S_b(v) = v − clamp(v, −b, b).
-extern "C" __global__ void blur_v_finish(const float* src, const float* am, const T* styl, T* out,
-                                         const float* taps, int r, int c, int h, int w, float shrink) {
+// Vertical pass times the mask: the deviation v = am·blur(d).
+extern "C" __global__ void blur_v_mask(const float* src, const float* am, float* dev,
+                                       const float* taps, int r, int c, int h, int w) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= c * hw) return;
     int p = i % hw, x = p % w, y = p / w, plane = i - p;
     float acc = 0.f;
     for (int j = -r; j <= r; ++j) acc += taps[j + r] * src[plane + min(max(y + j, 0), h - 1) * w + x];
-    float v = am[p] * acc;
-    v -= fminf(fmaxf(v, -shrink), shrink);
-    ST(&out[i], LD(styl[i]) + v);
+    dev[i] = am[p] * acc;
+}
+// out = styl + S_b(v), S_b(v) = v − clamp(v, −b, b); b is a device scalar.
+extern "C" __global__ void shrink_add(const float* dev, const float* b, const T* styl, T* out, int n) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    float v = dev[i], t = *b;
+    ST(&out[i], LD(styl[i]) + v - fminf(fmaxf(v, -t), t));
 }
 """
 
@@ -92,14 +99,25 @@ def gaussian_taps(sigma: float) -> list[float]:
 
 
 def lowpass_blend_reference(cur: Tensor, prev_in: Tensor, prev_out: Tensor, stylized: Tensor, flow: Tensor,
-                            alpha: float, threshold: float, sigma: float, shrink: float) -> Tensor:  # fmt: skip
+                            alpha: float, threshold: float, sigma: float, shrink: float,
+                            budget: float | None = None) -> Tensor:  # fmt: skip
     """Torch reference of ``BlendStage`` mode 'lowpass'. Images (N, C, H, W) in one value range, flow t -> t-1."""
     mask = photometric_mask(cur, backward_warp(prev_in, flow), threshold)
-    return blend_lowpass(stylized, backward_warp(prev_out, flow, mode="bicubic"), mask, alpha, sigma, shrink)
+    return blend_lowpass(stylized, backward_warp(prev_out, flow, mode="bicubic"), mask, alpha, sigma, shrink, budget)
+
+
+def budget_threshold_cupy(dev: Any, budget: float, shrink: float, stride: int = 2) -> Any:
+    """``vst.warp.budget_threshold`` of a (C, H, W) float32 array, at least ``shrink``, as a device scalar."""
+    cp = cupy()
+    v = cp.abs(dev[:, ::stride, ::stride]).ravel().astype(cp.float64)
+    top = cp.cumsum(cp.sort(v)[::-1])  # sums of the k largest
+    k = cp.arange(1, v.size + 1, dtype=cp.float64)
+    return cp.maximum(((top - v.size * budget) / k).max(), shrink).astype(cp.float32)
 
 
 def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flow: Any,
-                       alpha: float, threshold: float, sigma: float, shrink: float) -> Any:  # fmt: skip
+                       alpha: float, threshold: float, sigma: float, shrink: float,
+                       budget: float | None = None) -> Any:  # fmt: skip
     """CuPy kernels with the reference's arguments; arrays (1, C, H, W) / (1, 2, H, W), one float dtype.
 
     Intermediates are float32 whatever the storage dtype, so fp16 rounds only inputs and output.
@@ -118,7 +136,9 @@ def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flo
     out = cp.empty_like(arrs[0])
     launch(kernel(_LOWPASS_SRC, "lowpass_prep", t), h * w, (*arrs, d, am, ci, hi, wi, cp.float32(alpha), cp.float32(threshold)))
     launch(kernel(_LOWPASS_SRC, "blur_h", t), c * h * w, (d, rows, taps, r, ci, hi, wi))
-    launch(kernel(_LOWPASS_SRC, "blur_v_finish", t), c * h * w, (rows, am, arrs[3], out, taps, r, ci, hi, wi, cp.float32(shrink)))
+    launch(kernel(_LOWPASS_SRC, "blur_v_mask", t), c * h * w, (rows, am, d, taps, r, ci, hi, wi))  # d is free again
+    b = cp.full((), shrink, cp.float32) if budget is None else budget_threshold_cupy(d, budget, shrink)
+    launch(kernel(_LOWPASS_SRC, "shrink_add", t), c * h * w, (d, b, arrs[3], out, cp.int32(c * h * w)))
     return out
 
 

@@ -1,9 +1,9 @@
 """The runtime temporal blend: a flow-guided blend of the previous output into the current one.
 
-    stage = BlendStage(alpha=0.95)         # alpha may be changed live from another thread
+    stage = BlendStage(alpha=1.0)          # alpha may be changed live from another thread
     out = stage(frame, engine(frame))      # (H, W, 3) uint8 RGB in, (H, W, 3) uint8 out
 
-Per frame: DIS flow t -> t-1 on the *inputs* (at half resolution), warp the previous input
+Per frame: DIS flow t -> t-1 on the *inputs* (at half resolution, refined to the finest level), warp the previous input
 (bilinear) and the previous output (bicubic) onto frame t, a photometric mask
 (|x_t − warp(x_{t−1})| small) keeps the blend off occlusions, then the issue's
 
@@ -13,14 +13,17 @@ applied, by default (mode 'lowpass'), as
 
     out_t = G + S_b(α·m·blur_σ(warp(out_{t−1}) − G)),   S_b(v) = sign(v)·max(|v| − b, 0)
 
-- blur_σ (σ = 1 px): only the band below ~σ is blended; G(x_t)'s finest detail passes untouched,
+- blur_σ (σ = 0.95 px): only the band below ~σ is blended; G(x_t)'s finest detail passes untouched,
   so recursive warping cannot blur the brush texture away (the 'full' blend kept 55-70 % of the
   per-frame sharpness).
-- S_b (b = 10 levels, soft threshold): small deviations from G(x_t) are dropped and large ones
-  kept minus b. Among all ways to spend a mean-|out − G| budget, moving the pixels with the largest
-  temporal jump is the one that cuts squared temporal error most, and subtracting b every frame
-  bounds how far the history can drift from G(x_t) (limits accumulation). A hard clamp (the
-  opposite choice) cut E(V) far less for the same |Δ|.
+- S_b (soft threshold): small deviations from G(x_t) are dropped and large ones kept minus b.
+  Among all ways to spend a mean-|out − G| budget, moving the pixels with the largest temporal
+  jump is the one that cuts squared temporal error most (S_b solves min ||out − target||² + λ||out − G||₁),
+  and subtracting b every frame bounds how far the history can drift from G(x_t) (limits
+  accumulation). b is chosen per frame as the smallest that keeps the mean |out − G| within
+  ``budget`` (12 levels of 255 by default): the output never strays further from the per-frame
+  stylization than that, however strongly a style flickers. A hard clamp (the opposite choice)
+  cut E(V) far less for the same |Δ|.
 - bicubic warp of the history: sharper than bilinear under recursion.
 docs/temporal.md has the measurements behind every choice; 'full' and 'restore' stay for comparison.
 
@@ -62,15 +65,17 @@ class BlendStage:
         *,
         mode: BlendMode = "lowpass",
         kernel: WarpKernel = "cubic",
-        mask_threshold: float = 12.0,
+        mask_threshold: float = 16.0,
         cut_fraction: float = 0.35,
-        sigma: float = 1.0,
-        shrink: float = 10.0,
+        sigma: float = 0.95,
+        shrink: float = 0.0,
+        budget: float | None = 12.0,
         max_gain: float = 1.6,
     ) -> None:
         """
         alpha: weight of the warped previous output, in [0, 1] (0 = off). In 'lowpass' mode 1 is
-            safe: G's detail band always passes and ``shrink`` pulls the rest back towards G.
+            safe: G's detail band always passes and the budget (or ``shrink``) pulls the rest back
+            towards G.
         flow: flow estimator name for ``vst.flow.make_flow`` (or an estimator).
         mode: 'full' (blend everything), 'lowpass' (blend only blur_σ; G's detail passes through),
             'restore' (blend everything, then rescale the detail band to G's energy).
@@ -78,7 +83,9 @@ class BlendStage:
         mask_threshold: mean |x_t − warp(x_{t−1})| over RGB, 0..255, above which a pixel is occluded.
         cut_fraction: a frame where fewer pixels than this pass the mask is a scene cut.
         sigma: Gaussian σ (pixels) that separates the blended band from the detail band.
-        shrink: soft threshold b (0..255 levels) on the blended deviation from G ('lowpass' only).
+        shrink: a fixed soft threshold b (0..255 levels) on the blended deviation from G ('lowpass' only).
+        budget: the most mean |out − G| (0..255 levels) a frame may have ('lowpass' only); b is raised
+            per frame to meet it. None = no budget (only ``shrink``).
         max_gain: the most the detail band may be amplified (guards against noise blow-up).
         """
         if mode not in ("full", "lowpass", "restore"):
@@ -90,7 +97,11 @@ class BlendStage:
         self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
         if shrink < 0:
             raise ValueError(f"shrink must be >= 0, got {shrink}")
-        self.sigma, self.shrink, self.max_gain = sigma, shrink, max_gain
+        if budget is not None and budget < 0:
+            raise ValueError(f"budget must be >= 0, got {budget}")
+        self.sigma, self.shrink, self.budget, self.max_gain = sigma, shrink, budget, max_gain
+        self.last_shrink = 0.0
+        """The soft threshold b the last blended frame used (levels), for logs and stats."""
         self._lock = threading.Lock()
         self._alpha = 0.0
         self.alpha = alpha
@@ -107,8 +118,8 @@ class BlendStage:
     @alpha.setter
     def alpha(self, value: float) -> None:
         value = float(value)
-        # α = 1 would freeze the picture in 'full'/'restore'; 'lowpass' with shrink always tracks G.
-        limit = 1.0 if self.mode == "lowpass" and self.shrink > 0 else 0.95
+        # α = 1 would freeze the picture in 'full'/'restore'; 'lowpass' with a threshold always tracks G.
+        limit = 1.0 if self.mode == "lowpass" and (self.shrink > 0 or self.budget is not None) else 0.95
         if not 0.0 <= value <= limit:
             raise ValueError(f"blend alpha must be in [0, {limit}] for mode {self.mode!r}, got {value}")
         with self._lock:
@@ -165,8 +176,10 @@ class BlendStage:
         am = (alpha * matched.astype(np.float32))[..., None]
         if self.mode == "lowpass":
             dev = am * self._blur(warped - g)  # blur is linear: one blur instead of two
-            if self.shrink > 0:
-                dev -= np.clip(dev, -self.shrink, self.shrink)  # v − clip(v, ±b) = sign(v)·max(|v| − b, 0)
+            b = self.shrink if self.budget is None else max(self.shrink, budget_threshold(dev, self.budget))
+            if b > 0:
+                dev -= np.clip(dev, -b, b)  # v − clip(v, ±b) = sign(v)·max(|v| − b, 0)
+            self.last_shrink = b
             out = g + dev
         else:
             out = g + am * (warped - g)
@@ -187,6 +200,19 @@ class BlendStage:
         have = float(np.square(detail).mean())
         gain = min(self.max_gain, max(1.0, (target / have) ** 0.5)) if have > 0 else 1.0
         return low + gain * detail
+
+
+def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2) -> float:
+    """``vst.warp.budget_threshold`` for (H, W, C) arrays: the smallest b >= 0 with mean |S_b(dev)| <= budget.
+
+    Same stride-2 sample of rows and columns, so the CPU stage and the reference pick the same b.
+    """
+    v = np.abs(dev[::stride, ::stride]).ravel()
+    if v.size == 0:
+        return 0.0
+    top = np.cumsum(-np.sort(-v), dtype=np.float64)  # sums of the k largest
+    k = np.arange(1, v.size + 1, dtype=np.float64)
+    return max(0.0, float(((top - v.size * budget) / k).max()))
 
 
 def make_blend(alpha: float, **options: Any) -> BlendStage:

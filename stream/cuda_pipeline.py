@@ -105,12 +105,14 @@ class PipelineConfig:
     """Layout conversion: in-place torch ops into preallocated buffers, or vst.kernels.layout (CuPy)."""
     blend_alpha: float = 0.0
     """Temporal blend weight (0 = off). Flow runs on the submitting thread (DIS), the blend is CuPy ('lowpass', as BlendStage)."""
-    blend_threshold: float = 12.0
+    blend_threshold: float = 16.0
     """Photometric occlusion threshold on the 0..255 scale (BlendStage's mask_threshold)."""
-    blend_sigma: float = 1.0
+    blend_sigma: float = 0.95
     """Gaussian σ separating the blended band from G's detail band (BlendStage's sigma)."""
-    blend_shrink: float = 10.0
-    """Soft threshold on the blended deviation from G, 0..255 levels (BlendStage's shrink)."""
+    blend_shrink: float = 0.0
+    """Fixed soft threshold on the blended deviation from G, 0..255 levels (BlendStage's shrink)."""
+    blend_budget: float | None = 12.0
+    """Most mean |out − G| per frame, 0..255 levels (BlendStage's budget); None = only blend_shrink."""
     encode_workers: int = 2
     """CPU threads running the sink (encode)."""
     timing: bool = False
@@ -301,8 +303,9 @@ class CudaPipeline:
         if flow_ready and self._have_history:
             self.flow_buf[0].copy_(slot.dev_flow.permute(2, 0, 1))
             cfg = self.config  # images are in [-1, 1]: 0..255 thresholds scale by 1/127.5
+            budget = None if cfg.blend_budget is None else cfg.blend_budget / 127.5
             out = self._blend_kernel(self.cur_x, self.prev_x, self.prev_out, y, self.flow_buf, cfg.blend_alpha,
-                                     cfg.blend_threshold / 127.5, cfg.blend_sigma, cfg.blend_shrink / 127.5)  # fmt: skip
+                                     cfg.blend_threshold / 127.5, cfg.blend_sigma, cfg.blend_shrink / 127.5, budget)  # fmt: skip
             self.prev_out.copy_(torch.from_dlpack(out))  # DLPack: stream-ordered hand-off, no host sync
         else:
             self.prev_out.copy_(y)
@@ -413,7 +416,7 @@ def _cupy_blend() -> Callable[..., Any]:
 
     cp = _cp()
 
-    def run(cur: Any, prev_in: Any, prev_out: Any, styl: Any, flow: Any, *params: float) -> Any:
+    def run(cur: Any, prev_in: Any, prev_out: Any, styl: Any, flow: Any, *params: float | None) -> Any:
         with cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
             return lowpass_blend_cupy(*(cp.from_dlpack(t) for t in (cur, prev_in, prev_out, styl, flow)), *params)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
 from vst.errors import SourceError, VstError
 from vst.flow import FLOW_NAMES, make_flow
 from vst.imaging import fit_size
@@ -88,6 +88,7 @@ def evaluate(
     flow: str,
     metric_flow: str,
     mode: str,
+    budget: float | None = 12.0,
 ) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
     """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
     from vst.stream.blend import BlendStage
@@ -96,7 +97,7 @@ def evaluate(
     base = temporal_error(stylized, geometry)
     results, outputs = [], {}
     for alpha in alphas:
-        stage = BlendStage(alpha, flow, mode=mode)  # type: ignore[arg-type]
+        stage = BlendStage(alpha, flow, mode=mode, budget=budget)  # type: ignore[arg-type]
         outs, times = [], []
         for x, g in zip(frames, stylized, strict=True):
             t0 = time.perf_counter()
@@ -130,12 +131,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vst-eval", description="Temporal consistency of a style: E(V) per-frame vs blended.")
     p.add_argument("input", help="video file, source spec (sample, testsrc) or folder of frames")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
-    p.add_argument("--blend", type=float, nargs="+", default=[0.5], metavar="ALPHA", help="blend strengths to evaluate")
+    p.add_argument("--blend", type=float, nargs="+", default=[1.0], metavar="ALPHA", help="blend strengths to evaluate (default 1)")
     p.add_argument("--size", type=parse_size, default=(320, 180), help="fit frames inside WxH (default 320x180)")
     p.add_argument("--frames", type=int, default=60, help="at most this many frames (default 60)")
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
+    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
     p.add_argument("--mode", default="lowpass", choices=("full", "lowpass", "restore"), help="blend mode (default lowpass)")
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -155,7 +157,7 @@ def _body() -> int:
     from vst.stream.blend import make_blend
 
     for alpha in args.blend:
-        make_blend(alpha, mode=args.mode)  # a bad alpha/mode fails before any work
+        make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
     from vst.stream.engine import make_engine
     from vst.styles import resolve_style
 
@@ -168,12 +170,13 @@ def _body() -> int:
     t0 = time.perf_counter()
     stylized = [engine(f) for f in frames]
     engine_ms = 1e3 * (time.perf_counter() - t0) / len(frames)
-    base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode)
+    base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode,
+                                      args.blend_budget)  # fmt: skip
     h, w = frames[0].shape[:2]
     report = {
         "input": args.input, "style": style.name, "backend": engine.backend, "size": f"{w}x{h}",
         "frames": len(frames), "engine_ms": engine_ms, "flow": args.flow, "metric_flow": args.metric_flow,
-        "mode": args.mode, "per_frame": base, "blends": [asdict(r) for r in results],
+        "mode": args.mode, "blend_budget": args.blend_budget, "per_frame": base, "blends": [asdict(r) for r in results],
     }  # fmt: skip
     if args.strip and results:
         write_strip(args.strip, frames, stylized, outputs[results[0].alpha])
@@ -182,7 +185,7 @@ def _body() -> int:
         return 0
     lines = [
         f"{args.input}: {len(frames)} frames {w}x{h}, style {style.name} ({engine.backend}, {engine_ms:.1f} ms/frame), "
-        f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}",
+        f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}, budget {args.blend_budget}",
         f"{'alpha':>5} {'E(V)':>9} {'E_warp':>9} {'E(V) cut':>8} {'sharp':>6} {'|Δ|':>6} {'blend ms':>8} {'share':>6} {'cuts':>4}",
         f"{0.0:5.2f} {base['e_v']:9.5f} {base['e_warp']:9.5f} {'-':>8} {1.0:6.2f} {0.0:6.3f} {0.0:8.2f} {0.0:6.1%} {0:4d}",
     ]

@@ -57,6 +57,8 @@ class PipelineConfig:
     """Engine backend passed to ``make_engine``."""
     blend: float = 0.0
     """Initial temporal blend strength (0: off)."""
+    blend_budget: float | None = 12.0
+    """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     reconnect_min_s: float = 0.5
     """First reconnect delay for a dropped live source; doubles up to ``reconnect_max_s``."""
     reconnect_max_s: float = 8.0
@@ -228,7 +230,7 @@ class Pipeline:
         self._engines: dict[str, Engine] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()  # engine builds (style switches) one at a time
-        self._blend = make_blend(config.blend)
+        self._blend = make_blend(config.blend, budget=config.blend_budget)
         self.blend_alpha = config.blend
         self._reset_blend = False
         self._in = OneSlot()

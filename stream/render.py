@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
 from vst.errors import VstError
 from vst.stream.blend import make_blend
 from vst.stream.engine import BACKENDS, make_engine
@@ -40,6 +40,8 @@ class RenderConfig:
     """Engine precision."""
     blend: float = 0.0
     """Temporal blend strength alpha (0 = per-frame)."""
+    blend_budget: float | None = 12.0
+    """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     crf: int = 18
     """x264 constant rate factor for the output."""
     progress: bool = True
@@ -62,7 +64,7 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
         raise VstError("output and input are the same file")
     if dst.exists() and not cfg.overwrite:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
-    blend = make_blend(cfg.blend)  # alpha 0 passes frames through
+    blend = make_blend(cfg.blend, budget=cfg.blend_budget)  # alpha 0 passes frames through
     style = resolve_style(cfg.style)
     source = AvSource(str(src), cfg.size)  # before the engine: a bad input fails fast
     try:
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="fit frames inside WxH, aspect kept")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")
-    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength alpha (0 = off, up to 0.95)")
+    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
+    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
     p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -120,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    cfg = RenderConfig(args.style, args.size, args.backend, args.precision, args.blend, args.crf, not args.no_progress, args.overwrite)
+    cfg = RenderConfig(args.style, args.size, args.backend, args.precision, args.blend, args.blend_budget, args.crf,
+                       not args.no_progress, args.overwrite)  # fmt: skip
     run_main(lambda: render(args.input, args.output, cfg) and 0)
 
 

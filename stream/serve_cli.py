@@ -17,7 +17,7 @@ import secrets
 import signal
 import sys
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
 from vst.errors import VstError
 from vst.stream.pipeline import Pipeline, PipelineConfig
 from vst.stream.server import ServerConfig, StreamServer, serve
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(640, 360), help="fit frames into WxH (default 640x360)")
     p.add_argument("--fps", type=float, default=None, help="pace files/testsrc at this rate (default: the file's own); camera rate hint")
     p.add_argument("--backend", default="auto", help="auto | torch-cpu | torch-cuda | onnxruntime | tensorrt")
-    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength 0..1 (0: off; 0.95 measured best)")
+    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength 0..1 (0: off; 1 measured best)")
+    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec sent to viewers")
@@ -92,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
 
     pipeline = Pipeline(
         PipelineConfig(source=args.source, size=args.size, fps=args.fps, style=args.style,
-                       backend=args.backend, blend=args.blend, stamp=args.stamp_latency)  # fmt: skip
+                       backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
+                       stamp=args.stamp_latency)  # fmt: skip
     )
     pipeline.start()  # opens the source and builds the engine: errors surface here, as one line
     try:

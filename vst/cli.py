@@ -36,6 +36,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def parse_budget(text: str) -> float | None:
+    """'12' -> 12.0, 'none' -> None: the blend's most mean |out − G| per frame, in 0..255 levels."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"budget must be a number of levels (0..255) or 'none', got {text!r}") from None
+    if not 0.0 <= value <= 255.0:
+        raise argparse.ArgumentTypeError(f"budget {text!r} out of range (0..255 levels)")
+    return value
+
+
+BUDGET_HELP = "blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default 12)"
+
+
 def run_main(body: Callable[[], int | None]) -> NoReturn:
     """Run a CLI body; user errors become one line and exit 2, Ctrl-C exits 130."""
     try:

@@ -79,12 +79,12 @@ def test_fused_blend(cuda: torch.device, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lowpass_blend(cuda: torch.device, dtype: torch.dtype) -> None:
-    """The runtime default (BlendStage 'lowpass'): bicubic warp, mask, σ-1 blur, soft threshold."""
+    """The runtime default (BlendStage 'lowpass'): bicubic warp, mask, σ 0.95 blur, budgeted soft threshold."""
     g = torch.Generator(cuda).manual_seed(5)
     cur, prev_in, prev_out, styl = (torch.rand(1, 3, H, W, device=cuda, generator=g).to(dtype) for _ in range(4))
     prev_in = (0.7 * cur.float() + 0.3 * prev_in.float()).to(dtype)
     flow = (0.3 * _rand_flow(g)).to(dtype)
-    args = (0.9, 0.12, 1.0, 0.04)  # alpha, threshold, sigma, shrink (on the [0, 1] scale)
+    args = (0.9, 0.12, 0.95, 0.0, 0.047)  # alpha, threshold, sigma, shrink, budget (on the [0, 1] scale)
     ref = lowpass_blend_reference(cur.float(), prev_in.float(), prev_out.float(), styl.float(), flow.float(), *args)
     out = _t(lowpass_blend_cupy(*(_cp(x) for x in (cur, prev_in, prev_out, styl, flow)), *args)).float()
     assert out.shape == ref.shape
