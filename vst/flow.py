@@ -34,12 +34,12 @@ _DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-# 'realtime' (the default): ultrafast's patches (8 px, stride 4, 8 descent steps, no variational
+# 'realtime' (the default): ultrafast's patches (8 px, stride 4; 4 descent steps, no variational
 # refinement) but refined down to the finest pyramid level. OpenCV's presets stop 2 levels above
 # it, which at half resolution leaves 1/8-resolution flow: measured on the blend, the finest level
-# lifted the E(V) cut on the corridor from 68 % to 78 % and on Sintel market from 43 % to 67 % for
-# +0.8 ms at 320x180 (docs/temporal.md).
-_DIS_REALTIME = {"FinestScale": 0, "PatchSize": 8, "PatchStride": 4, "GradientDescentIterations": 8,
+# lifted the E(V) cut on the corridor from 66 % to 76 % and on Sintel market from 42 % to 64 % for
+# about +0.7 ms at 320x180 (docs/temporal.md).
+_DIS_REALTIME = {"FinestScale": 0, "PatchSize": 8, "PatchStride": 4, "GradientDescentIterations": 4,
                  "VariationalRefinementIterations": 0}  # fmt: skip
 DIS_PRESET_NAMES = ("realtime", *_DIS_PRESETS)
 

@@ -183,3 +183,15 @@ def test_budget_bounds_every_frame(market: list[np.ndarray]) -> None:
     deltas = [np.abs(stage(x, s).astype(np.float32) - s).mean() for x, s in zip(market, g, strict=True)]
     assert max(deltas) <= 6.0 + 0.6  # + rounding to uint8 and the stride-2 sample
     assert np.mean(deltas[1:]) > 4.0  # and the budget is spent, not left unused
+
+
+def test_gpu_budget_threshold_maths_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CuPy budget code is array-module generic: run it on numpy against the torch reference."""
+    import vst.kernels.blend as kblend
+
+    monkeypatch.setattr(kblend, "cupy", lambda: np)
+    dev = np.random.default_rng(4).normal(0, 0.2, (3, 41, 57)).astype(np.float32)  # (C, H, W), [-1, 1] scale
+    b = kblend.budget_threshold_cupy(dev, 0.05, 0.0)
+    assert b.dtype == np.float32 and b.shape == ()
+    assert float(b) == pytest.approx(budget_threshold_ref(torch.from_numpy(dev)[None], 0.05), rel=1e-5)
+    assert float(kblend.budget_threshold_cupy(dev, 5.0, 0.01)) == pytest.approx(0.01)  # the fixed shrink is a floor

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What the temporal blend costs on this CPU, against the engine it follows, measured in one run.
+
+    python benchmarks/blend_cost.py                                  # candy and monet, 320x180 and 640x360
+    python benchmarks/blend_cost.py --styles candy --sizes 320x180 --frames 120 --json blend.json
+
+For each style and size: the bundled sample clip is fitted to the size, stylized once (engine
+ms/frame timed), then ``BlendStage(alpha)`` runs over the frames and its flow and the rest of the
+stage are timed separately. Reports medians and p90s and the blend's share of frame time,
+blend / (engine + blend). The issue's budget is a share of at most 15 % at 320x180.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vst.cli import parse_size, run_main, setup_logging
+from vst.flow import FlowEstimator, make_flow
+
+log = logging.getLogger("vst.bench.blend")
+
+
+class _TimedFlow:
+    """A flow estimator that records its own wall time, so the stage splits into flow + the rest."""
+
+    def __init__(self, inner: FlowEstimator) -> None:
+        self.inner, self.name, self.ms = inner, inner.name, []  # type: list[float]
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.inner(prev, nxt)
+        self.ms.append(1e3 * (time.perf_counter() - t0))
+        return out
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    ms = sorted(ms)
+    return {"median": round(statistics.median(ms), 3), "p90": round(ms[int(0.9 * (len(ms) - 1))], 3)}
+
+
+def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backend: str) -> dict[str, Any]:
+    from vst.stream.blend import BlendStage
+    from vst.stream.engine import make_engine
+    from vst.stream.eval_cli import load_frames
+    from vst.styles import resolve_style
+
+    clip = load_frames("sample", size, frames)
+    engine = make_engine(resolve_style(style), backend)
+    engine(clip[0])  # warm-up
+    engine_ms, styled = [], []
+    for x in clip:
+        t0 = time.perf_counter()
+        styled.append(engine(x))
+        engine_ms.append(1e3 * (time.perf_counter() - t0))
+    flow = _TimedFlow(make_flow("dis"))
+    stage = BlendStage(alpha, flow)
+    stage_ms = []
+    for x, g in zip(clip, styled, strict=True):
+        t0 = time.perf_counter()
+        stage(x, g)
+        stage_ms.append(1e3 * (time.perf_counter() - t0))
+    stage_ms = stage_ms[1:]  # the first frame only starts the history
+    rest = [s - f for s, f in zip(stage_ms, flow.ms, strict=True)]
+    eng, blend = _stats(engine_ms), _stats(stage_ms)
+    h, w = clip[0].shape[:2]
+    return {
+        "style": style, "size": f"{w}x{h}", "backend": engine.backend, "frames": len(clip), "alpha": alpha,
+        "engine_ms": eng, "blend_ms": blend, "flow_ms": _stats(flow.ms), "warp_mask_blend_ms": _stats(rest),
+        "share": round(blend["median"] / (eng["median"] + blend["median"]), 4),
+    }  # fmt: skip
+
+
+def _body(args: argparse.Namespace) -> int:
+    rows = [measure(s, size, args.frames, args.alpha, args.backend) for s in args.styles for size in args.sizes]
+    for r in rows:
+        log.info(
+            "%-6s %-8s engine %6.1f ms | blend %5.2f ms (p90 %5.2f; flow %4.2f, warp+mask+blend %4.2f) | share %4.1f %%",
+            r["style"], r["size"], r["engine_ms"]["median"], r["blend_ms"]["median"], r["blend_ms"]["p90"],
+            r["flow_ms"]["median"], r["warp_mask_blend_ms"]["median"], 100 * r["share"],
+        )  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--styles", nargs="+", default=["candy", "monet"], help="styles to pair the blend with")
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(320, 180), (640, 360)])
+    p.add_argument("--frames", type=int, default=100, help="frames of the sample clip (default 100)")
+    p.add_argument("--alpha", type=float, default=1.0, help="blend strength (default 1)")
+    p.add_argument("--backend", default="onnxruntime", help="engine backend (default onnxruntime, the CPU default)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = p.parse_args()
+    setup_logging(0)
+    run_main(lambda: _body(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
