@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vst.cli import parse_size, run_main, setup_logging
+from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
 
 log = logging.getLogger("vst.bench.blend")
@@ -48,7 +49,7 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backend: str) -> dict[str, Any]:
-    from vst.stream.blend import BlendStage
+    from vst.stream.blend import make_blend
     from vst.stream.engine import make_engine
     from vst.stream.eval_cli import load_frames
     from vst.styles import resolve_style
@@ -62,7 +63,7 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
         styled.append(engine(x))
         engine_ms.append(1e3 * (time.perf_counter() - t0))
     flow = _TimedFlow(make_flow("dis"))
-    stage = BlendStage(alpha, flow)
+    stage = make_blend(alpha, flow=flow)
     stage_ms = []
     for x, g in zip(clip, styled, strict=True):
         t0 = time.perf_counter()
@@ -80,6 +81,10 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
 
 
 def _body(args: argparse.Namespace) -> int:
+    if not 0.0 < args.alpha <= 1.0:
+        raise VstError(f"--alpha must be in (0, 1] (0 is no blend to time), got {args.alpha}")
+    if args.frames < 3:
+        raise VstError(f"--frames must be at least 3, got {args.frames}")
     rows = [measure(s, size, args.frames, args.alpha, args.backend) for s in args.styles for size in args.sizes]
     for r in rows:
         log.info(

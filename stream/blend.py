@@ -54,7 +54,7 @@ _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 class BlendStage:
     """Flow-guided temporal blend of stylized frames; one instance per stream, one caller at a time.
 
-    ``alpha`` (0 = off, up to 1; 0.95 measured best) is read once per frame, so a viewer slider or another thread
+    ``alpha`` (0 = off, up to 1; 1 measured best) is read once per frame, so a viewer slider or another thread
     may set it at any time. With alpha 0 the stage returns ``stylized`` itself and keeps no history.
     """
 
@@ -121,7 +121,8 @@ class BlendStage:
         # α = 1 would freeze the picture in 'full'/'restore'; 'lowpass' with a threshold always tracks G.
         limit = 1.0 if self.mode == "lowpass" and (self.shrink > 0 or self.budget is not None) else 0.95
         if not 0.0 <= value <= limit:
-            raise ValueError(f"blend alpha must be in [0, {limit}] for mode {self.mode!r}, got {value}")
+            why = "" if limit == 1.0 else " (1 needs mode 'lowpass' with a budget or shrink)"
+            raise ValueError(f"blend alpha must be in [0, {limit}] for mode {self.mode!r}{why}, got {value}")
         with self._lock:
             self._alpha = value
 

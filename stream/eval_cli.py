@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vst-eval", description="Temporal consistency of a style: E(V) per-frame vs blended.")
     p.add_argument("input", help="video file, source spec (sample, testsrc) or folder of frames")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
-    p.add_argument("--blend", type=float, nargs="+", default=[1.0], metavar="ALPHA", help="blend strengths to evaluate (default 1)")
+    p.add_argument("--blend", type=float, nargs="+", default=None, metavar="ALPHA",
+                   help="blend strengths to evaluate (default 1; 0.95 without a budget or in mode full/restore)")  # fmt: skip
     p.add_argument("--size", type=parse_size, default=(320, 180), help="fit frames inside WxH (default 320x180)")
     p.add_argument("--frames", type=int, default=60, help="at most this many frames (default 60)")
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
@@ -149,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
 def _body() -> int:
     args = _parser().parse_args()
     setup_logging(-1 if args.quiet or args.json else args.verbose)
+    if args.blend is None:  # the strongest setting that cannot freeze the picture
+        args.blend = [1.0 if args.mode == "lowpass" and args.blend_budget is not None else 0.95]
     if args.frames < 2:
         raise VstError("--frames must be at least 2")
     bad = [a for a in args.blend if not 0.0 <= a <= 1.0]
