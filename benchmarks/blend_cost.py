@@ -21,26 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
-from vst.flow import FlowEstimator, make_flow
+from vst.flow import TimedFlow, make_flow
 
 log = logging.getLogger("vst.bench.blend")
-
-
-class _TimedFlow:
-    """A flow estimator that records its own wall time, so the stage splits into flow + the rest."""
-
-    def __init__(self, inner: FlowEstimator) -> None:
-        self.inner, self.name, self.ms = inner, inner.name, []  # type: list[float]
-
-    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = self.inner(prev, nxt)
-        self.ms.append(1e3 * (time.perf_counter() - t0))
-        return out
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -62,7 +48,7 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
         t0 = time.perf_counter()
         styled.append(engine(x))
         engine_ms.append(1e3 * (time.perf_counter() - t0))
-    flow = _TimedFlow(make_flow("dis"))
+    flow = TimedFlow(make_flow("dis"))
     stage = make_blend(alpha, flow=flow)
     stage_ms = []
     for x, g in zip(clip, styled, strict=True):

@@ -43,6 +43,7 @@ import torch
 
 from vst.cli import parse_size, setup_logging
 from vst.errors import VstError
+from vst.flow import TimedFlow, make_flow
 from vst.hardware import cpu_model
 from vst.imaging import SIZE_MULTIPLE, pad_to_multiple, to_frame, to_tensor
 from vst.models import GeneratorSpec, build_generator, count_macs, init_weights
@@ -247,28 +248,11 @@ def run_naive(style: Style, frames: Callable[[], Iterator[np.ndarray]], n: int, 
     return {"fps": n / wall, "stages": {k: _mean(v) for k, v in stage.items()}, "latency": _percentiles(lat)}
 
 
-class _TimedFlow:
-    """Wraps a flow estimator to time it, so the blend stage splits into flow + blend."""
-
-    def __init__(self) -> None:
-        from vst.flow import make_flow
-
-        self.inner = make_flow("dis")
-        self.name = self.inner.name
-        self.ms: list[float] = []
-
-    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = self.inner(prev, nxt)
-        self.ms.append((time.perf_counter() - t0) * 1e3)
-        return out
-
-
-def _blender(alpha: float) -> tuple[Any, _TimedFlow]:
+def _blender(alpha: float) -> tuple[Any, TimedFlow]:
     """The blend stage (None when alpha is 0) and the flow estimator it times."""
     from vst.stream.blend import make_blend
 
-    flow = _TimedFlow()
+    flow = TimedFlow(make_flow("dis"))
     return (make_blend(alpha, flow=flow) if alpha > 0 else None), flow
 
 

@@ -16,6 +16,7 @@ for GPU estimators, which are imported lazily there.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -135,6 +136,20 @@ class FarnebackFlow(_ScaledFlow):
             prev, nxt, None, pyr_scale=0.5, levels=self.levels, winsize=self.winsize,
             iterations=self.iterations, poly_n=7, poly_sigma=1.5, flags=cv2.OPTFLOW_FARNEBACK_GAUSSIAN,
         )  # fmt: skip
+
+
+class TimedFlow:
+    """Wraps an estimator and records each call's wall time (ms), so a blend's cost splits into flow + the rest."""
+
+    def __init__(self, inner: FlowEstimator) -> None:
+        self.inner, self.name = inner, inner.name
+        self.ms: list[float] = []
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.inner(prev, nxt)
+        self.ms.append(1e3 * (time.perf_counter() - t0))
+        return out
 
 
 def make_flow(name: str = "dis", scale: float | None = None) -> FlowEstimator:
