@@ -34,6 +34,7 @@ and is tested against it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 from typing import Any, Literal
@@ -41,12 +42,15 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from vst.cli import parse_budget
 from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
 
 log = logging.getLogger("vst.blend")
 
 BlendMode = Literal["full", "lowpass", "restore"]
+DEFAULT_BUDGET = 12.0
+"""Most mean |out − G| per frame, in levels of 255: 0.047, inside the issue's mean |Δ| <= 0.05."""
 WarpKernel = Literal["linear", "cubic"]
 _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
@@ -69,7 +73,7 @@ class BlendStage:
         cut_fraction: float = 0.35,
         sigma: float = 0.95,
         shrink: float = 0.0,
-        budget: float | None = 12.0,
+        budget: float | None = DEFAULT_BUDGET,
         max_gain: float = 1.6,
     ) -> None:
         """
@@ -220,6 +224,12 @@ def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2) -> float:
             break
         b += excess * n / np.count_nonzero(rest)  # g'(b) = −(count above b) / n
     return b
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--blend-budget LEVELS|none``, the same for every CLI that blends."""
+    parser.add_argument("--blend-budget", type=parse_budget, default=DEFAULT_BUDGET, metavar="LEVELS",
+                        help=f"blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default {DEFAULT_BUDGET:g})")  # fmt: skip
 
 
 def make_blend(alpha: float, **options: Any) -> BlendStage:

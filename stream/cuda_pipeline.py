@@ -41,6 +41,7 @@ import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
 from vst.imaging import SIZE_MULTIPLE
+from vst.stream.blend import DEFAULT_BUDGET
 
 log = logging.getLogger("vst.cuda_pipeline")
 
@@ -111,7 +112,7 @@ class PipelineConfig:
     """Gaussian σ separating the blended band from G's detail band (BlendStage's sigma)."""
     blend_shrink: float = 0.0
     """Fixed soft threshold on the blended deviation from G, 0..255 levels (BlendStage's shrink)."""
-    blend_budget: float | None = 12.0
+    blend_budget: float | None = DEFAULT_BUDGET
     """Most mean |out − G| per frame, 0..255 levels (BlendStage's budget); None = only blend_shrink."""
     encode_workers: int = 2
     """CPU threads running the sink (encode)."""

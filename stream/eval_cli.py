@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
+from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import SourceError, VstError
 from vst.flow import FLOW_NAMES, make_flow
 from vst.imaging import fit_size
 from vst.metrics import mean_abs_delta, sharpness_retained, temporal_error, video_geometry
+from vst.stream.blend import DEFAULT_BUDGET, BlendStage, add_budget_option, make_blend
 
 log = logging.getLogger("vst.eval")
 
@@ -88,11 +89,9 @@ def evaluate(
     flow: str,
     metric_flow: str,
     mode: str,
-    budget: float | None = 12.0,
+    budget: float | None = DEFAULT_BUDGET,
 ) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
     """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
-    from vst.stream.blend import BlendStage
-
     geometry = video_geometry(frames, make_flow(metric_flow))
     base = temporal_error(stylized, geometry)
     results, outputs = [], {}
@@ -138,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
-    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
+    add_budget_option(p)
     p.add_argument("--mode", default="lowpass", choices=("full", "lowpass", "restore"), help="blend mode (default lowpass)")
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -157,8 +156,6 @@ def _body() -> int:
     bad = [a for a in args.blend if not 0.0 <= a <= 1.0]
     if bad:  # the mode-specific limit is BlendStage's; this catches typos before any work
         raise VstError(f"--blend values must be in [0, 1], got {bad}")
-    from vst.stream.blend import make_blend
-
     for alpha in args.blend:
         make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
     from vst.stream.engine import make_engine

@@ -28,7 +28,7 @@ import numpy as np
 
 from vst.errors import SourceError, VstError
 from vst.imaging import fit_size
-from vst.stream.blend import make_blend
+from vst.stream.blend import DEFAULT_BUDGET, make_blend
 from vst.stream.engine import Engine, make_engine
 from vst.stream.sources import Frame, Source, open_source
 from vst.styles import Style, resolve_style
@@ -57,7 +57,7 @@ class PipelineConfig:
     """Engine backend passed to ``make_engine``."""
     blend: float = 0.0
     """Initial temporal blend strength (0: off)."""
-    blend_budget: float | None = 12.0
+    blend_budget: float | None = DEFAULT_BUDGET
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     reconnect_min_s: float = 0.5
     """First reconnect delay for a dropped live source; doubles up to ``reconnect_max_s``."""

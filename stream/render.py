@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
+from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
-from vst.stream.blend import make_blend
+from vst.stream.blend import DEFAULT_BUDGET, add_budget_option, make_blend
 from vst.stream.engine import BACKENDS, make_engine
 from vst.stream.sources import AvSource, sample_path
 from vst.styles import resolve_style
@@ -40,7 +40,7 @@ class RenderConfig:
     """Engine precision."""
     blend: float = 0.0
     """Temporal blend strength alpha (0 = per-frame)."""
-    blend_budget: float | None = 12.0
+    blend_budget: float | None = DEFAULT_BUDGET
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     crf: int = 18
     """x264 constant rate factor for the output."""
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")
     p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
-    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
+    add_budget_option(p)
     p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -17,8 +17,9 @@ import secrets
 import signal
 import sys
 
-from vst.cli import BUDGET_HELP, parse_budget, parse_size, run_main, setup_logging
+from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import VstError
+from vst.stream.blend import add_budget_option
 from vst.stream.pipeline import Pipeline, PipelineConfig
 from vst.stream.server import ServerConfig, StreamServer, serve
 from vst.stream.webrtc import parse_ice_server, raise_encoder_caps, restrict_ice_to_host
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="pace files/testsrc at this rate (default: the file's own); camera rate hint")
     p.add_argument("--backend", default="auto", help="auto | torch-cpu | torch-cuda | onnxruntime | tensorrt")
     p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength 0..1 (0: off; 1 measured best)")
-    p.add_argument("--blend-budget", type=parse_budget, default=12.0, metavar="LEVELS", help=BUDGET_HELP)
+    add_budget_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec sent to viewers")

@@ -49,9 +49,6 @@ def parse_budget(text: str) -> float | None:
     return value
 
 
-BUDGET_HELP = "blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default 12)"
-
-
 def run_main(body: Callable[[], int | None]) -> NoReturn:
     """Run a CLI body; user errors become one line and exit 2, Ctrl-C exits 130."""
     try:
