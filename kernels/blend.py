@@ -23,17 +23,26 @@ from vst.kernels._cuda import ctype, cupy, kernel, launch
 from vst.kernels.warp import BILINEAR_DEVICE_SRC
 from vst.warp import backward_warp, blend, blend_lowpass, photometric_mask
 
-_SRC = BILINEAR_DEVICE_SRC + r"""
+_MASK_DEVICE_SRC = BILINEAR_DEVICE_SRC + r"""
+// alpha where mean_k |cur − bilinear(prev_in) at (fx, fy)| <= threshold (the pixel is not occluded), else 0.
+__device__ __forceinline__ float masked_alpha(const T* cur, const T* prev_in, int i, int c, int h, int w,
+                                              float fx, float fy, float alpha, float threshold) {
+    int hw = h * w;
+    float err = 0.f;
+    for (int k = 0; k < c; ++k) err += fabsf(LD(cur[k * hw + i]) - bilinear(prev_in + k * hw, w, h, fx, fy));
+    return err / c <= threshold ? alpha : 0.f;
+}
+"""
+
+_SRC = _MASK_DEVICE_SRC + r"""
 extern "C" __global__ void fused_blend(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
                                        const T* flow, T* out, int c, int h, int w, float alpha, float threshold) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= hw) return;
-    float fx = (float)(i % w) + LD(flow[i]);
-    float fy = (float)(i / w) + LD(flow[hw + i]);
-    float err = 0.f;
-    for (int k = 0; k < c; ++k) err += fabsf(LD(cur[k * hw + i]) - bilinear(prev_in + k * hw, w, h, fx, fy));
-    float am = err / c <= threshold ? alpha : 0.f;
+    float fx, fy;
+    flow_target(flow, i, w, hw, &fx, &fy);
+    float am = masked_alpha(cur, prev_in, i, c, h, w, fx, fy, alpha, threshold);
     for (int k = 0; k < c; ++k) {
         float g = LD(styl[k * hw + i]);
         float wp = am > 0.f ? bilinear(prev_out + k * hw, w, h, fx, fy) : g;  // occluded: skip the fetch
@@ -43,7 +52,7 @@ extern "C" __global__ void fused_blend(const T* cur, const T* prev_in, const T* 
 """
 
 
-_LOWPASS_SRC = BILINEAR_DEVICE_SRC + r"""
+_LOWPASS_SRC = _MASK_DEVICE_SRC + r"""
 // d = warp_bicubic(prev_out) − styl (all pixels: the blur reads neighbours), am = α·photometric mask.
 extern "C" __global__ void lowpass_prep(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
                                         const T* flow, float* d, float* am, int c, int h, int w,
@@ -51,11 +60,9 @@ extern "C" __global__ void lowpass_prep(const T* cur, const T* prev_in, const T*
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= hw) return;
-    float fx = (float)(i % w) + LD(flow[i]);
-    float fy = (float)(i / w) + LD(flow[hw + i]);
-    float err = 0.f;
-    for (int k = 0; k < c; ++k) err += fabsf(LD(cur[k * hw + i]) - bilinear(prev_in + k * hw, w, h, fx, fy));
-    am[i] = err / c <= threshold ? alpha : 0.f;
+    float fx, fy;
+    flow_target(flow, i, w, hw, &fx, &fy);
+    am[i] = masked_alpha(cur, prev_in, i, c, h, w, fx, fy, alpha, threshold);
     for (int k = 0; k < c; ++k) d[k * hw + i] = bicubic(prev_out + k * hw, w, h, fx, fy) - LD(styl[k * hw + i]);
 }
 // Horizontal Gaussian pass over (C, H, W), replicate border; taps = 2r+1 weights.

@@ -16,6 +16,11 @@ from vst.kernels._cuda import ctype, cupy, kernel, launch
 from vst.warp import backward_warp
 
 _SRC = r"""
+// Where pixel i of an (h, w) grid lands under a (2, h, w) flow: (x + flow_x, y + flow_y).
+__device__ __forceinline__ void flow_target(const T* flow, int i, int w, int hw, float* fx, float* fy) {
+    *fx = (float)(i % w) + LD(flow[i]);
+    *fy = (float)(i / w) + LD(flow[hw + i]);
+}
 __device__ __forceinline__ float bilinear(const T* img, int w, int h, float fx, float fy) {
     fx = fminf(fmaxf(fx, 0.f), (float)(w - 1));
     fy = fminf(fmaxf(fy, 0.f), (float)(h - 1));
@@ -53,22 +58,22 @@ extern "C" __global__ void warp(const T* img, const T* flow, T* out, int c, int 
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= hw) return;
-    float fx = (float)(i % w) + LD(flow[i]);
-    float fy = (float)(i / w) + LD(flow[hw + i]);
+    float fx, fy;
+    flow_target(flow, i, w, hw, &fx, &fy);
     for (int k = 0; k < c; ++k) ST(&out[k * hw + i], bilinear(img + k * hw, w, h, fx, fy));
 }
 extern "C" __global__ void warp_bicubic(const T* img, const T* flow, T* out, int c, int h, int w) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= hw) return;
-    float fx = (float)(i % w) + LD(flow[i]);
-    float fy = (float)(i / w) + LD(flow[hw + i]);
+    float fx, fy;
+    flow_target(flow, i, w, hw, &fx, &fy);
     for (int k = 0; k < c; ++k) ST(&out[k * hw + i], bicubic(img + k * hw, w, h, fx, fy));
 }
 """
 
 BILINEAR_DEVICE_SRC = _SRC.split('extern "C"')[0]
-"""The bilinear and bicubic samplers, shared with the blend and occlusion kernels."""
+"""The flow target and the bilinear and bicubic samplers, shared with the blend and occlusion kernels."""
 
 _KERNEL_NAMES = {"bilinear": "warp", "bicubic": "warp_bicubic"}
 

@@ -114,7 +114,7 @@ def test_upload_overlaps_inference(tmp_path_factory: pytest.TempPathFactory) -> 
 _NO_CUPY = importlib.util.find_spec("cupy") is None
 
 
-@pytest.mark.skipif(_NO_CUPY, reason="CuPy is not installed: the fused blend kernel needs it")
+@pytest.mark.skipif(_NO_CUPY, reason="CuPy is not installed: the low-pass blend kernels need it")
 def test_blend_changes_later_frames_only(small: Style) -> None:
     size = (128, 72)
     engine = make_engine(small, "torch-cuda")
