@@ -59,7 +59,12 @@ def _gray(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"flow input must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    return g if size is None else cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+    if size is None:
+        return g
+    # Down to half size, bilinear sampling at pixel centres already averages each 2x2 block (= area
+    # averaging at exactly 2x) and is 5x faster than INTER_AREA; below half size it would alias.
+    at_most_halved = size[0] >= g.shape[1] / 2 and size[1] >= g.shape[0] / 2
+    return cv2.resize(g, size, interpolation=cv2.INTER_LINEAR if at_most_halved else cv2.INTER_AREA)
 
 
 def _upsample(flow: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -67,10 +72,10 @@ def _upsample(flow: np.ndarray, w: int, h: int) -> np.ndarray:
     fh, fw = flow.shape[:2]
     if (fw, fh) == (w, h):
         return flow
-    up = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-    up[..., 0] *= w / fw
-    up[..., 1] *= h / fh
-    return up
+    # Scale the vectors before resizing (linear interpolation commutes with it): 4x fewer values,
+    # and no strided per-channel writes on the full-size field.
+    scaled = flow * np.array([w / fw, h / fh], np.float32)
+    return cv2.resize(scaled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 class _ScaledFlow:

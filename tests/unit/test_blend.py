@@ -172,7 +172,10 @@ def test_budget_threshold_matches_reference_and_meets_the_budget() -> None:
     sample = _t(dev)[..., ::2, ::2]
     assert float(soft_threshold(sample, b).abs().mean()) == pytest.approx(6.0, rel=1e-5)
     assert float(soft_threshold(sample, b - 0.1).abs().mean()) > 6.0  # smallest such b
+    for start in (0.5 * b, b + 0.3, 3 * b, 1e4):  # warm starts left and right of the root, and past every |v|
+        assert budget_threshold(dev, 6.0, start=start) == pytest.approx(b, rel=1e-5)
     assert budget_threshold(dev, 50.0) == 0.0  # mean |dev| (16) is already inside: no threshold
+    assert budget_threshold(dev, 50.0, start=b) == 0.0
     assert budget_threshold(dev, 0.0) == pytest.approx(float(np.abs(dev[::2, ::2]).max()))
 
 
