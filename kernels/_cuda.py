@@ -41,11 +41,16 @@ def ctype(dtype: Any) -> str:
     return _CTYPES[name]
 
 
+def full_source(source: str, t: str) -> str:
+    """What ``kernel`` compiles: the prelude, ``typedef t T;`` and ``source``."""
+    return _PRELUDE + f"typedef {t} T;\n" + source
+
+
 @functools.lru_cache(maxsize=None)
 def kernel(source: str, name: str, t: str) -> Any:
     """Compile ``source`` with the element type T = ``t`` (cached per source/type)."""
     cp = cupy()
-    return cp.RawKernel(_PRELUDE + f"typedef {t} T;\n" + source, name)
+    return cp.RawKernel(full_source(source, t), name)
 
 
 def launch(k: Any, n: int, args: tuple[Any, ...], block: int = 256) -> None:
