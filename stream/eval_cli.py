@@ -26,7 +26,7 @@ from vst.cli import parse_size, run_main, setup_logging
 from vst.errors import SourceError, VstError
 from vst.flow import FLOW_NAMES, make_flow
 from vst.imaging import fit_size
-from vst.metrics import mean_abs_delta, sharpness_retained, temporal_error, video_geometry
+from vst.metrics import PairGeometry, mean_abs_delta, sharpness_retained, temporal_error, video_geometry
 from vst.stream.blend import DEFAULT_BUDGET, BlendStage, add_budget_option, make_blend
 
 log = logging.getLogger("vst.eval")
@@ -81,6 +81,27 @@ class BlendResult:
     scene_cuts: int
 
 
+def score_blend(
+    frames: list[np.ndarray], stylized: list[np.ndarray], geometry: list[PairGeometry], base_e_v: float,
+    stage: BlendStage, engine_ms: float = 0.0,
+) -> tuple[BlendResult, list[np.ndarray]]:  # fmt: skip
+    """Run ``stage`` over the clip (a fresh stage: it keeps history) and score its outputs against the
+    per-frame ones (E(V) ``base_e_v``) with the metric's ``geometry``. Returns the scores and the frames."""
+    outs, times = [], []
+    for x, g in zip(frames, stylized, strict=True):
+        t0 = time.perf_counter()
+        outs.append(stage(x, g))
+        times.append(time.perf_counter() - t0)
+    blend_ms = 1e3 * float(np.mean(times[1:])) if len(times) > 1 else 0.0
+    err = temporal_error(outs, geometry)
+    result = BlendResult(
+        stage.alpha, err.e_v, err.e_warp, 1.0 - err.e_v / base_e_v if base_e_v > 0 else 0.0,
+        sharpness_retained(outs, stylized), mean_abs_delta(outs, stylized),
+        blend_ms, blend_ms / (engine_ms + blend_ms) if engine_ms + blend_ms > 0 else 0.0, stage.cuts,
+    )  # fmt: skip
+    return result, outs
+
+
 def evaluate(
     frames: list[np.ndarray],
     stylized: list[np.ndarray],
@@ -97,21 +118,8 @@ def evaluate(
     results, outputs = [], {}
     for alpha in alphas:
         stage = BlendStage(alpha, flow, mode=mode, budget=budget)  # type: ignore[arg-type]
-        outs, times = [], []
-        for x, g in zip(frames, stylized, strict=True):
-            t0 = time.perf_counter()
-            outs.append(stage(x, g))
-            times.append(time.perf_counter() - t0)
-        blend_ms = 1e3 * float(np.mean(times[1:])) if len(times) > 1 else 0.0
-        err = temporal_error(outs, geometry)
-        results.append(
-            BlendResult(
-                alpha, err.e_v, err.e_warp, 1.0 - err.e_v / base.e_v if base.e_v > 0 else 0.0,
-                sharpness_retained(outs, stylized), mean_abs_delta(outs, stylized),
-                blend_ms, blend_ms / (engine_ms + blend_ms) if engine_ms + blend_ms > 0 else 0.0, stage.cuts,
-            )
-        )  # fmt: skip
-        outputs[alpha] = outs
+        result, outputs[alpha] = score_blend(frames, stylized, geometry, base.e_v, stage, engine_ms)
+        results.append(result)
     return {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid}, results, outputs
 
 

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Why the temporal blend is built the way it is: each design choice switched off or changed, one
+at a time, scored with vst-eval's metric on the real clips in ../shared/data.
+
+    python benchmarks/blend_ablation.py                              # every variant, every clip (~3 min, 2 cores)
+    python benchmarks/blend_ablation.py --variants default bilinear --clips carphone --json ablation.json
+
+Per clip the style (candy by default: it flickers most) runs once; the metric's geometry
+(Farnebäck flow and its forward-backward occlusion mask) is computed once; then each variant's
+``BlendStage`` runs over the same outputs. Cells: E(V) cut / sharpness retained / mean |Δ|.
+The issue's targets: cut >= 75 %, sharpness >= 0.90, |Δ| <= 0.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vst.cli import parse_size, run_main, setup_logging
+from vst.errors import VstError
+from vst.flow import make_flow
+
+log = logging.getLogger("vst.bench.ablation")
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CLIPS = {  # name: (path under ../shared/data, frames)
+    "bikes60": ("videos/bikes.mp4", 60),
+    "bikes": ("videos/bikes.mp4", 250),
+    "carphone": ("videos/carphone_pristine.mp4", 120),
+    "corridor": ("frames/corridor_neuflow", 10),
+    "market": ("frames/sintel_market", 10),
+}
+VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale builds the flow at that scale)
+    "default": {"alpha": 1.0},
+    "alpha 0.5": {"alpha": 0.5},
+    "full band, α 0.7": {"alpha": 0.7, "mode": "full"},
+    "bilinear history warp": {"alpha": 1.0, "kernel": "linear"},
+    "σ 1.5 (wider low band)": {"alpha": 1.0, "sigma": 1.5},
+    "mask 12": {"alpha": 1.0, "mask_threshold": 12.0},
+    "flow dis-fast preset": {"alpha": 1.0, "flow": "dis-fast"},
+    "flow dis-medium, full res": {"alpha": 1.0, "flow": "dis-medium", "flow_scale": 1.0},
+    "budget 6": {"alpha": 1.0, "budget": 6.0},
+    "budget 18 (over the |Δ| target)": {"alpha": 1.0, "budget": 18.0},
+    "fixed b 7, no budget": {"alpha": 1.0, "budget": None, "shrink": 7.0},
+}
+
+
+def _stage(options: dict[str, Any]) -> Any:
+    from vst.stream.blend import BlendStage
+
+    opts = dict(options)
+    alpha, scale = opts.pop("alpha"), opts.pop("flow_scale", None)
+    opts["flow"] = make_flow(opts.get("flow", "dis"), scale)
+    return BlendStage(alpha, **opts)
+
+
+def run(clips: list[str], variants: list[str], style: str, size: tuple[int, int], backend: str) -> list[dict[str, Any]]:
+    from vst.metrics import temporal_error, video_geometry
+    from vst.stream.engine import make_engine
+    from vst.stream.eval_cli import load_frames, score_blend
+    from vst.styles import resolve_style
+
+    engine = make_engine(resolve_style(style), backend)
+    rows = []
+    for clip in clips:
+        rel, count = CLIPS[clip]
+        if not (DATA / rel).exists():
+            raise VstError(f"{DATA / rel} is missing: this benchmark needs ../shared/data beside the checkout")
+        frames = load_frames(str(DATA / rel), size, count)
+        stylized = [engine(f) for f in frames]
+        geometry = video_geometry(frames, make_flow("farneback"))
+        base = temporal_error(stylized, geometry).e_v
+        for name in variants:
+            result, _ = score_blend(frames, stylized, geometry, base, _stage(VARIANTS[name]))
+            h, w = frames[0].shape[:2]
+            rows.append({"clip": clip, "frames": len(frames), "size": f"{w}x{h}", "variant": name, "per_frame_e_v": base, **asdict(result)})
+            log.info("%-9s %-34s cut %3.0f %%  sharpness %.2f  |Δ| %.3f  %.1f ms", clip, name,
+                     100 * result.e_v_reduction, result.sharpness, result.mean_abs_delta, result.blend_ms)  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per variant, one column per clip."""
+    clips = list(dict.fromkeys(r["clip"] for r in rows))
+    lines = ["| variant | " + " | ".join(clips) + " |", "|---" * (len(clips) + 1) + "|"]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        cells = {r["clip"]: f"{100 * r['e_v_reduction']:.0f} / {r['sharpness']:.2f} / {r['mean_abs_delta']:.3f}"
+                 for r in rows if r["variant"] == name}  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells.get(c, "") for c in clips) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME")
+    p.add_argument("--style", default="candy")
+    p.add_argument("--size", type=parse_size, default=(320, 180))
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = p.parse_args()
+    setup_logging(0)
+
+    def body() -> int:
+        rows = run(args.clips, args.variants, args.style, args.size, args.backend)
+        sys.stdout.write(table(rows) + "\n")
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
+
+    run_main(body)
+
+
+if __name__ == "__main__":
+    main()
