@@ -172,7 +172,8 @@ class BlendStage:
         # Channel sum by cv2.transform, saturating at 255: exact for the comparison while 3·threshold < 255
         # (numpy's axis-2 reductions were a third of the stage's time).
         total = cv2.transform(cv2.absdiff(frame, warped_in), _CHANNEL_SUM)
-        matched = cv2.compare(total, 3.0 * self.mask_threshold, cv2.CMP_LE)  # 255 = not occluded
+        # 1 = not occluded. Compared in numpy: OpenCV mistakes a 1x1 array for a scalar.
+        matched = (total <= 3.0 * self.mask_threshold).view(np.uint8)
         matched_fraction = cv2.countNonZero(matched) / matched.size
         if matched_fraction < self.cut_fraction:
             self.cuts += 1
@@ -184,7 +185,7 @@ class BlendStage:
         warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
         # α·mask as 3 channels for cv2.multiply: numpy's (H, W, 3) x (H, W, 1) broadcast was 4x slower
-        am = cv2.merge([cv2.multiply(matched, alpha / 255.0, dtype=cv2.CV_32F)] * 3)
+        am = cv2.merge([np.multiply(matched, np.float32(alpha), dtype=np.float32)] * 3)
         if self.mode == "lowpass":
             dev = cv2.multiply(self._blur(cv2.subtract(warped, g)), am)  # blur is linear: one blur instead of two
             b = self._threshold(dev)

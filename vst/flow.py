@@ -82,6 +82,8 @@ class _ScaledFlow:
     """Shared plumbing: compute at ``scale`` x the input size, then upsample with scaled vectors."""
 
     name = "flow"
+    min_side = 1
+    """The estimator needs the longer side of its input at least this long."""
 
     def __init__(self, scale: float) -> None:
         if not 0.0 < scale <= 1.0:
@@ -97,7 +99,11 @@ class _ScaledFlow:
         if prev.shape != nxt.shape:
             raise ValueError(f"flow frames differ in shape: {prev.shape} vs {nxt.shape}")
         h, w = prev.shape[:2]
+        if max(w, h) < self.min_side:  # too small to estimate anything: no motion rather than an error
+            return np.zeros((h, w, 2), np.float32)
         size = self._work_size(w, h)
+        if size is not None and max(size) < self.min_side:
+            size = None  # a tiny frame: work at full size instead
         flow = self._compute(_gray(prev, size), _gray(nxt, size))
         return _upsample(flow, w, h)
 
@@ -110,6 +116,8 @@ class DISFlow(_ScaledFlow):
 
     Not thread-safe (the OpenCV object keeps state); use one per stream.
     """
+
+    min_side = 12  # OpenCV's DIS refuses smaller images
 
     def __init__(self, preset: str = "realtime", scale: float = 0.5) -> None:
         super().__init__(scale)

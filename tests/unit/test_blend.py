@@ -89,6 +89,17 @@ def test_first_frame_scene_cut_and_resolution_change(market: list[np.ndarray]) -
     assert stage(cv2.resize(market[4], (128, 54)), small).shape == small.shape
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (16, 16), (33, 17)])
+def test_tiny_and_odd_frames_blend(shape: tuple[int, int]) -> None:
+    """A webcam mode or a --size can make any small or odd size: the stage blends it, never raises."""
+    rng = np.random.default_rng(5)
+    stage = BlendStage(1.0)
+    for _ in range(3):
+        x, g = (rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(2))
+        out = stage(x, g)
+        assert out.shape == g.shape and out.dtype == np.uint8
+
+
 def test_cpu_path_matches_torch_reference(market: list[np.ndarray]) -> None:
     """mode 'full' with the linear kernel is vst.warp's blend with the photometric mask."""
     flow = make_flow("dis")

@@ -49,6 +49,17 @@ def test_reduced_scale_flow_is_rescaled() -> None:
     assert abs(np.median(flow[40:-40, 40:-40, 1])) < 0.5
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (9, 16), (16, 16), (20, 22)])
+def test_tiny_frames_give_a_flow_not_an_error(shape: tuple[int, int]) -> None:
+    """OpenCV's DIS refuses images under 12 px: tiny frames are computed at full size, or get zero flow."""
+    rng = np.random.default_rng(2)
+    a, b = (rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(2))
+    flow = make_flow("dis")(a, b)
+    assert flow.shape == (*shape, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
+    if max(shape) < 12:
+        assert not flow.any()
+
+
 # Measured mean EPE of DIS 'realtime' at scale 0.5 (the runtime default): 0.41 / 1.80 / 17.1 px
 # (OpenCV's 'fast' preset there: 0.87 / 3.09 / 19.15); Farnebäck at full scale: 1.22 / 6.09 / 28.3.
 # 'hard' (market_5, mean motion 32 px) is beyond all of them.
