@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
 from vst.flow import TimedFlow, make_flow
 
@@ -71,6 +71,8 @@ def _body(args: argparse.Namespace) -> int:
         raise VstError(f"--alpha must be in (0, 1] (0 is no blend to time), got {args.alpha}")
     if args.frames < 3:
         raise VstError(f"--frames must be at least 3, got {args.frames}")
+    if args.json:
+        check_output_path(args.json)  # before minutes of work, not after
     rows = [measure(s, size, args.frames, args.alpha, args.backend) for s in args.styles for size in args.sizes]
     for r in rows:
         log.info(
@@ -79,7 +81,7 @@ def _body(args: argparse.Namespace) -> int:
             r["flow_ms"]["median"], r["warp_mask_blend_ms"]["median"], 100 * r["share"],
         )  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        write_output(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from vst.kernels._cuda import ctype, cupy, kernel, launch
 from vst.kernels.warp import BILINEAR_DEVICE_SRC
-from vst.warp import backward_warp, blend, blend_lowpass, photometric_mask
+from vst.warp import backward_warp, blend, blend_lowpass, blur_radius, photometric_mask
 
 _MASK_DEVICE_SRC = BILINEAR_DEVICE_SRC + r"""
 // alpha where mean_k |cur − bilinear(prev_in) at (fx, fy)| <= threshold (the pixel is not occluded), else 0.
@@ -96,10 +96,10 @@ extern "C" __global__ void shrink_add(const float* dev, const float* b, const T*
 
 
 def gaussian_taps(sigma: float) -> list[float]:
-    """The normalized 1-D Gaussian of ``vst.warp.gaussian_blur`` (radius ceil(3σ)), as floats."""
+    """The normalized 1-D Gaussian of ``vst.warp.gaussian_blur`` (radius ``blur_radius(σ)``), as floats."""
     import math
 
-    radius = max(1, int(3.0 * sigma + 0.999))
+    radius = blur_radius(sigma)
     k = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-radius, radius + 1)]
     total = sum(k)
     return [v / total for v in k]

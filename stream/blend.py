@@ -45,6 +45,7 @@ import numpy as np
 from vst.cli import parse_budget
 from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
+from vst.warp import blur_radius
 
 log = logging.getLogger("vst.blend")
 
@@ -102,10 +103,12 @@ class BlendStage:
         self._flow = make_flow(flow) if isinstance(flow, str) else flow
         self.mode, self.kernel = mode, kernel
         self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
-        if shrink < 0:
+        if not shrink >= 0:  # written so that NaN fails too
             raise ValueError(f"shrink must be >= 0, got {shrink}")
-        if budget is not None and budget < 0:
+        if budget is not None and not budget >= 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
         self.sigma, self.shrink, self.budget, self.max_gain = sigma, shrink, budget, max_gain
         self.last_shrink = 0.0
         """The soft threshold b the last blended frame used (levels), for logs and stats."""
@@ -150,7 +153,7 @@ class BlendStage:
         if self._grid is None or self._grid.shape[:2] != (h, w):
             gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
             self._grid = np.dstack([gx, gy])
-        return cv2.add(self._grid, flow)
+        return cv2.add(self._grid, np.asarray(flow, np.float32))  # an estimator may return float64
 
     def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
         """frame: input x_t, (H, W, 3) uint8; stylized: G(x_t), same shape. Returns (H, W, 3) uint8."""
@@ -202,7 +205,7 @@ class BlendStage:
         cv2.threshold(out, 255.0, 255.0, cv2.THRESH_TRUNC, dst=out)  # clip to [0, 255] in place
         cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
         self._remember(frame, out)  # both halves of the history advance: the next flow is t+1 -> t
-        return cv2.convertScaleAbs(out)  # rounds to nearest; out >= 0, so the abs is a no-op
+        return cv2.convertScaleAbs(out)  # rounds to nearest, ties to even (as the CUDA layout's rintf); out >= 0
 
     def _threshold(self, dev: np.ndarray) -> float:
         """The soft threshold b for this frame's blended deviation ``dev`` (levels)."""
@@ -211,7 +214,7 @@ class BlendStage:
         return max(self.shrink, budget_threshold(dev, self.budget, start=self.last_shrink))
 
     def _blur(self, img: np.ndarray) -> np.ndarray:
-        size = 2 * max(1, int(3.0 * self.sigma + 0.999)) + 1  # radius ≈ ceil(3σ), as vst.warp.gaussian_blur
+        size = 2 * blur_radius(self.sigma) + 1  # OpenCV's own choice for σ 0.95 was radius 4
         return cv2.GaussianBlur(img, (size, size), self.sigma, borderType=cv2.BORDER_REPLICATE)
 
     def _restore_detail(self, out: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -229,19 +232,28 @@ def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2, start: flo
 
     Same stride-2 sample as the reference, but by Newton's method instead of a sort (0.1 ms instead of
     0.4 at 320x180): g(b) = mean(max(|v| − b, 0)) is convex, decreasing and piecewise linear, so
-    Newton steps from the left of the root never overshoot and land on it in a few steps; a step from
-    the right lands left of it (the tangent lies below g). ``start``, the previous frame's b, is
-    usually within a step or two of this frame's.
+    Newton steps from the left of the root never overshoot and land on it exactly once on its linear
+    piece; a step from the right lands left of it (the tangent lies below g). ``start``, the previous
+    frame's b, is usually within one or two steps of this frame's.
     """
     a = np.abs(dev[::stride, ::stride]).ravel()
-    n, b, rest = a.size, max(0.0, start), np.empty_like(a)
-    for _ in range(64):  # typically 1-5 steps; the bound only guards against float stalls
+    if a.size == 0:
+        return 0.0
+    top = float(a.max())  # g = 0 from here on: the answer is never larger
+    n, b, rest = a.size, min(max(0.0, start), top), np.empty_like(a)
+    for _ in range(64):  # typically 1-2 steps warm, 3-7 cold; the bound only guards against float stalls
         np.maximum(np.subtract(a, b, out=rest), 0.0, out=rest)  # max(|v| − b, 0)
-        excess = float(rest.sum()) / n - budget  # g(b) − budget
-        if 0.0 <= excess <= 1e-4 or (excess < 0.0 and b == 0.0):
-            break
+        excess = float(rest.sum(dtype=np.float64)) / n - budget  # g(b) − budget
         above = np.count_nonzero(rest)  # −g'(b)·n
-        b = max(0.0, b + excess * n / above) if above else 0.0  # past every |v| g is flat: restart at 0
+        if excess <= 0.0 and (b == 0.0 or (above == 0 and budget == 0.0)):
+            break  # within budget with no threshold, or budget 0 and b = max |v|
+        if above == 0:  # b = max |v| with budget > 0: the root lies to the left; approach it from there
+            b = 0.0
+            continue
+        step = excess * n / above
+        b = max(0.0, b + step)
+        if abs(step) <= 1e-6 * max(1.0, b):
+            break
     return b
 
 

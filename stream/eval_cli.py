@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import check_output_path, parse_size, run_main, setup_logging
 from vst.errors import SourceError, VstError
 from vst.flow import FLOW_NAMES, make_flow
 from vst.imaging import fit_size
@@ -129,7 +129,6 @@ def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray]
     sl = slice(start, start + count)
     rows = [np.concatenate(seq[sl], axis=1) for seq in (frames, stylized, blended)]
     grid = np.concatenate(rows, axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
         raise VstError(f"cannot write {path}")
 
@@ -166,6 +165,8 @@ def _body() -> int:
         raise VstError(f"--blend values must be in [0, 1], got {bad}")
     for alpha in args.blend:
         make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
+    if args.strip:
+        check_output_path(args.strip)
     from vst.stream.engine import make_engine
     from vst.styles import resolve_style
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import check_output_path, parse_size, run_main, setup_logging
 from vst.errors import VstError
 from vst.stream.blend import DEFAULT_BUDGET, add_budget_option, make_blend
 from vst.stream.engine import BACKENDS, make_engine
@@ -56,8 +56,7 @@ def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
 
     if str(src) == "sample" and not src.exists():
         src = sample_path()
-    if not dst.parent.is_dir():
-        raise VstError(f"output directory does not exist: {dst.parent}")
+    check_output_path(dst)
     if dst.suffix.lower() not in (".mp4", ".mkv", ".mov"):
         raise VstError(f"output must be .mp4, .mkv or .mov, got {dst.name}")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from vst.errors import VstError
@@ -47,6 +49,24 @@ def parse_budget(text: str) -> float | None:
     if not 0.0 <= value <= 255.0:
         raise argparse.ArgumentTypeError(f"budget {text!r} out of range (0..255 levels)")
     return value
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse, before any work is done, an output file that could not be written at the end."""
+    if not path.parent.is_dir():
+        raise VstError(f"output directory does not exist: {path.parent}")
+    if path.is_dir():
+        raise VstError(f"output {path} is a directory")
+    if not os.access(path.parent, os.W_OK):
+        raise VstError(f"output directory is not writable: {path.parent}")
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a text result file; a failure is a one-line VstError, not a traceback."""
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise VstError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def run_main(body: Callable[[], int | None]) -> NoReturn:

@@ -61,8 +61,9 @@ def _gray(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     if size is None:
         return g
-    # Down to half size, bilinear sampling at pixel centres already averages each 2x2 block (= area
-    # averaging at exactly 2x) and is 5x faster than INTER_AREA; below half size it would alias.
+    # Bilinear sampling at pixel centres is 5x faster than INTER_AREA and, at exactly 2x, identical to
+    # it (each output averages one 2x2 block); between 1x and 2x it is plain bilinear, which samples
+    # every input pixel. Further down it would skip pixels (alias), so area averaging takes over.
     at_most_halved = size[0] >= g.shape[1] / 2 and size[1] >= g.shape[0] / 2
     return cv2.resize(g, size, interpolation=cv2.INTER_LINEAR if at_most_halved else cv2.INTER_AREA)
 
@@ -82,8 +83,8 @@ class _ScaledFlow:
     """Shared plumbing: compute at ``scale`` x the input size, then upsample with scaled vectors."""
 
     name = "flow"
-    min_side = 1
-    """The estimator needs the longer side of its input at least this long."""
+    min_size = (1, 1)
+    """(shorter, longer) side the estimator needs at the least; smaller frames get zero flow."""
 
     def __init__(self, scale: float) -> None:
         if not 0.0 < scale <= 1.0:
@@ -91,19 +92,21 @@ class _ScaledFlow:
         self.scale = scale
 
     def _work_size(self, w: int, h: int) -> tuple[int, int] | None:
-        if self.scale == 1.0:
+        """(w, h) to compute at, None for full size; raised above ``scale`` as far as ``min_size`` needs."""
+        short, long = self.min_size
+        s = max(self.scale, short / min(w, h), long / max(w, h))
+        size = round(w * s), round(h * s)
+        if s >= 1.0 or min(size) < short or max(size) < long:
             return None
-        return max(8, round(w * self.scale)), max(8, round(h * self.scale))
+        return size
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         if prev.shape != nxt.shape:
             raise ValueError(f"flow frames differ in shape: {prev.shape} vs {nxt.shape}")
         h, w = prev.shape[:2]
-        if max(w, h) < self.min_side:  # too small to estimate anything: no motion rather than an error
-            return np.zeros((h, w, 2), np.float32)
+        if min(w, h) < self.min_size[0] or max(w, h) < self.min_size[1]:
+            return np.zeros((h, w, 2), np.float32)  # too small to estimate: no motion rather than an error
         size = self._work_size(w, h)
-        if size is not None and max(size) < self.min_side:
-            size = None  # a tiny frame: work at full size instead
         flow = self._compute(_gray(prev, size), _gray(nxt, size))
         return _upsample(flow, w, h)
 
@@ -117,7 +120,7 @@ class DISFlow(_ScaledFlow):
     Not thread-safe (the OpenCV object keeps state); use one per stream.
     """
 
-    min_side = 12  # OpenCV's DIS refuses smaller images
+    min_size = (8, 12)  # OpenCV's DIS refuses images with a side under 8 or both under 12
 
     def __init__(self, preset: str = "realtime", scale: float = 0.5) -> None:
         super().__init__(scale)

@@ -111,9 +111,14 @@ def blend(stylized: Tensor, warped_prev_out: Tensor, mask: Tensor, alpha: float 
     return stylized + (alpha * mask) * (warped_prev_out - stylized)
 
 
+def blur_radius(sigma: float) -> int:
+    """Radius of the blend's Gaussian: ceil(3σ) (to within 1e-3), at least 1; shared by every implementation."""
+    return max(1, int(3.0 * sigma + 0.999))
+
+
 def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (N, C, H, W), radius ceil(3σ), replicate borders."""
-    radius = max(1, int(3.0 * sigma + 0.999))
+    """Separable Gaussian blur of (N, C, H, W), radius ``blur_radius(σ)``, replicate borders."""
+    radius = blur_radius(sigma)
     x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()

@@ -49,14 +49,16 @@ def test_reduced_scale_flow_is_rescaled() -> None:
     assert abs(np.median(flow[40:-40, 40:-40, 1])) < 0.5
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (9, 16), (16, 16), (20, 22)])
-def test_tiny_frames_give_a_flow_not_an_error(shape: tuple[int, int]) -> None:
-    """OpenCV's DIS refuses images under 12 px: tiny frames are computed at full size, or get zero flow."""
+@pytest.mark.parametrize("scale", [None, 1.0])
+@pytest.mark.parametrize("shape", [(1, 1), (9, 16), (16, 16), (20, 22), (5, 14), (14, 5), (5, 200), (8, 12)])
+def test_tiny_frames_give_a_flow_not_an_error(shape: tuple[int, int], scale: float | None) -> None:
+    """OpenCV's DIS refuses images with a side under 8 or both under 12: small frames are computed at a
+    larger scale (up to full size), and frames below that minimum get zero flow."""
     rng = np.random.default_rng(2)
     a, b = (rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(2))
-    flow = make_flow("dis")(a, b)
+    flow = make_flow("dis-medium" if scale else "dis", scale)(a, b)
     assert flow.shape == (*shape, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
-    if max(shape) < 12:
+    if min(shape) < 8 or max(shape) < 12:
         assert not flow.any()
 
 
