@@ -51,8 +51,8 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale 
     "fixed b 7, no budget": {"alpha": 1.0, "budget": None, "shrink": 7.0},
 }
 
-def _stage(options: dict[str, Any]) -> BlendStage:
 
+def _stage(options: dict[str, Any]) -> BlendStage:
     opts = dict(options)
     alpha, scale = opts.pop("alpha"), opts.pop("flow_scale", None)
     opts["flow"] = make_flow(opts.get("flow", "dis"), scale)
@@ -75,9 +75,9 @@ def run(clips: list[str], variants: list[str], style: str, size: tuple[int, int]
         stylized = [engine(f) for f in frames]
         geometry = video_geometry(frames, make_flow("farneback"))
         base = temporal_error(stylized, geometry).e_v
+        h, w = frames[0].shape[:2]
         for name in variants:
             result, _ = score_blend(frames, stylized, geometry, base, _stage(VARIANTS[name]))
-            h, w = frames[0].shape[:2]
             rows.append({"clip": clip, "frames": len(frames), "size": f"{w}x{h}", "variant": name, "per_frame_e_v": base, **asdict(result)})
             log.info("%-9s %-34s cut %3.0f %%  sharpness %.2f  |Δ| %.3f  %.1f ms", clip, name,
                      100 * result.e_v_reduction, result.sharpness, result.mean_abs_delta, result.blend_ms)  # fmt: skip
