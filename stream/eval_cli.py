@@ -7,6 +7,13 @@ INPUT is a video file, a source spec (``sample``, ``testsrc``) or a folder of co
 frames (PNG/JPEG, sorted by name). The generator runs once per frame; each ``--blend`` α is
 applied to those outputs with ``BlendStage``, and E(V), E_warp, sharpness retained and mean |Δ|
 are computed with the metric's own flow (Farnebäck) on the input frames.
+
+Every E(V) is also given as an "E ratio": over the input video's own E(V) with the same flow and
+mask. A fixed per-pixel function scores about its contrast gain; well below 1 means blur, far
+above 1 means flicker. ``--paintings DIR`` adds style strength: the Laplacian-pyramid patch
+sliced Wasserstein distance (Karras et al. 2018) of the per-frame outputs to the paintings, as a
+ratio to that of the unstylized input (1 = no move towards them), per level, and the periodic
+(checkerboard) artefact index.
 """
 
 from __future__ import annotations
@@ -26,7 +33,16 @@ from vst.cli import check_output_path, parse_size, run_main, setup_logging
 from vst.errors import SourceError, VstError
 from vst.flow import FLOW_NAMES, make_flow
 from vst.imaging import fit_size
-from vst.metrics import PairGeometry, mean_abs_delta, sharpness_retained, temporal_error, video_geometry
+from vst.metrics import (
+    PairGeometry,
+    PaintingSet,
+    load_paintings,
+    mean_abs_delta,
+    periodic_artefact_index,
+    sharpness_retained,
+    temporal_error,
+    video_geometry,
+)
 from vst.stream.blend import DEFAULT_BUDGET, BlendStage, add_budget_option, make_blend
 
 log = logging.getLogger("vst.eval")
@@ -74,6 +90,8 @@ class BlendResult:
     """1 − E(V)_blend / E(V)_per-frame."""
     sharpness: float
     mean_abs_delta: float
+    e_ratio: float
+    """E(V) over the input video's own E(V)."""
     blend_ms: float
     """Mean wall time of one BlendStage call (flow + warp + mask + blend), CPU."""
     blend_share: float
@@ -83,7 +101,7 @@ class BlendResult:
 
 def score_blend(
     frames: list[np.ndarray], stylized: list[np.ndarray], geometry: list[PairGeometry], base_e_v: float,
-    stage: BlendStage, engine_ms: float = 0.0,
+    stage: BlendStage, engine_ms: float = 0.0, input_e_v: float = 0.0,
 ) -> tuple[BlendResult, list[np.ndarray]]:  # fmt: skip
     """Run ``stage`` over the clip (a fresh stage: it keeps history) and score its outputs against the
     per-frame ones (E(V) ``base_e_v``) with the metric's ``geometry``. Returns the scores and the frames."""
@@ -97,7 +115,7 @@ def score_blend(
     result = BlendResult(
         stage.alpha, err.e_v, err.e_warp, 1.0 - err.e_v / base_e_v if base_e_v > 0 else 0.0,
         sharpness_retained(outs, stylized), mean_abs_delta(outs, stylized),
-        blend_ms, blend_ms / (engine_ms + blend_ms) if engine_ms + blend_ms > 0 else 0.0, stage.cuts,
+        err.e_v / input_e_v if input_e_v > 0 else float("nan"), blend_ms, blend_ms / (engine_ms + blend_ms) if engine_ms + blend_ms > 0 else 0.0, stage.cuts,
     )  # fmt: skip
     return result, outs
 
@@ -115,12 +133,15 @@ def evaluate(
     """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
     geometry = video_geometry(frames, make_flow(metric_flow))
     base = temporal_error(stylized, geometry)
+    own = temporal_error(frames, geometry).e_v
     results, outputs = [], {}
     for alpha in alphas:
         stage = BlendStage(alpha, flow, mode=mode, budget=budget)  # type: ignore[arg-type]
-        result, outputs[alpha] = score_blend(frames, stylized, geometry, base.e_v, stage, engine_ms)
+        result, outputs[alpha] = score_blend(frames, stylized, geometry, base.e_v, stage, engine_ms, own)
         results.append(result)
-    return {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid}, results, outputs
+    per_frame = {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid, "input_e_v": own,
+                 "e_ratio": base.e_v / own if own > 0 else float("nan")}  # fmt: skip
+    return per_frame, results, outputs
 
 
 def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray], blended: list[np.ndarray], count: int = 4) -> None:
@@ -146,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
     add_budget_option(p)
     p.add_argument("--mode", default="lowpass", choices=("full", "lowpass", "restore"), help="blend mode (default lowpass)")
+    p.add_argument("--paintings", type=Path, default=None, metavar="DIR",
+                   help="also measure style strength against this folder of paintings (SWD ratio, artefact index)")  # fmt: skip
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -167,6 +190,12 @@ def _body() -> int:
         make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
     if args.strip:
         check_output_path(args.strip)
+    paintings = None
+    if args.paintings is not None:
+        try:
+            paintings = load_paintings(args.paintings)
+        except (OSError, ValueError) as e:
+            raise VstError(f"--paintings: {e}") from None
     from vst.stream.engine import make_engine
     from vst.styles import resolve_style
 
@@ -187,6 +216,10 @@ def _body() -> int:
         "frames": len(frames), "engine_ms": engine_ms, "flow": args.flow, "metric_flow": args.metric_flow,
         "mode": args.mode, "blend_budget": args.blend_budget, "per_frame": base, "blends": [asdict(r) for r in results],
     }  # fmt: skip
+    if paintings is not None:
+        dist = PaintingSet(paintings).compare(stylized, frames)
+        report["style_strength"] = dist.to_dict() | {"periodic_artefact_index": periodic_artefact_index(stylized, frames),
+                                                     "paintings": str(args.paintings)}  # fmt: skip
     if args.strip and results:
         write_strip(args.strip, frames, stylized, outputs[results[0].alpha])
     if args.json:
@@ -195,14 +228,20 @@ def _body() -> int:
     lines = [
         f"{args.input}: {len(frames)} frames {w}x{h}, style {style.name} ({engine.backend}, {engine_ms:.1f} ms/frame), "
         f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}, budget {args.blend_budget}",
-        f"{'alpha':>5} {'E(V)':>9} {'E_warp':>9} {'E(V) cut':>8} {'sharp':>6} {'|Δ|':>6} {'blend ms':>8} {'share':>6} {'cuts':>4}",
-        f"{0.0:5.2f} {base['e_v']:9.5f} {base['e_warp']:9.5f} {'-':>8} {1.0:6.2f} {0.0:6.3f} {0.0:8.2f} {0.0:6.1%} {0:4d}",
+        f"input video's own E(V) {base['input_e_v']:.5f}",
+        f"{'alpha':>5} {'E(V)':>9} {'E ratio':>7} {'E_warp':>9} {'E(V) cut':>8} {'sharp':>6} {'|Δ|':>6} {'blend ms':>8} {'share':>6} {'cuts':>4}",
+        f"{0.0:5.2f} {base['e_v']:9.5f} {base['e_ratio']:7.2f} {base['e_warp']:9.5f} {'-':>8} {1.0:6.2f} {0.0:6.3f} {0.0:8.2f} {0.0:6.1%} {0:4d}",
     ]
     for r in results:
         lines.append(
-            f"{r.alpha:5.2f} {r.e_v:9.5f} {r.e_warp:9.5f} {r.e_v_reduction:8.0%} {r.sharpness:6.2f} "
+            f"{r.alpha:5.2f} {r.e_v:9.5f} {r.e_ratio:7.2f} {r.e_warp:9.5f} {r.e_v_reduction:8.0%} {r.sharpness:6.2f} "
             f"{r.mean_abs_delta:6.3f} {r.blend_ms:8.2f} {r.blend_share:6.1%} {r.scene_cuts:4d}"
         )
+    if "style_strength" in report:
+        s = report["style_strength"]
+        levels = " ".join(f"{x:.2f}" for x in s["swd_level_ratios"])
+        lines.append(f"style strength vs {args.paintings}: SWD ratio {s['swd_ratio']:.3f} (per level, 256->16 px: {levels}), "
+                     f"periodic artefact index {s['periodic_artefact_index']:.2f}")  # fmt: skip
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -73,12 +73,20 @@ class ModelConfig:
     """Its residual blocks (0 = same)."""
     d_ndf: int = 64
     """PatchGAN base width (64 = the 70x70 reference discriminator)."""
+    d_spectral: bool = False
+    """Spectral-normalised discriminators without instance norm (the reference's: false)."""
+    upsample: str = "transpose"
+    """Generator upsampling: 'transpose' (the reference's; leaves a checkerboard) or 'resize'."""
+    pad: str = "zeros"
+    """Padding of the generator's stride-2 convs: 'zeros' (the reference's) or 'reflect'."""
 
 
 @dataclass(frozen=True)
 class LossConfig:
     gan: float = 1.0
-    """LSGAN weight."""
+    """Adversarial loss weight."""
+    gan_mode: str = "lsgan"
+    """'lsgan' (the reference's least squares) or 'hinge'."""
     cycle: float = 10.0
     """λ: cycle-consistency L1 weight."""
     identity: float = 0.5
@@ -98,7 +106,9 @@ class OptimConfig:
     decay_start: float = 0.5
     """Fraction of steps after which the learning rate decays linearly to 0."""
     lr: float = 2e-4
-    """Adam learning rate (G and D)."""
+    """Adam learning rate (G, and D unless lr_d is set)."""
+    lr_d: float = 0.0
+    """D's learning rate (0 = lr). TTUR (Heusel et al. 2017) gives D a larger one than G."""
     beta1: float = 0.5
     beta2: float = 0.999
     batch: int = 4
@@ -146,10 +156,16 @@ class TrainConfig:
         arch = (m.back_arch or m.arch) if back else m.arch
         width = (m.back_width or m.width) if back else m.width
         blocks = (m.back_n_blocks or m.n_blocks) if back else m.n_blocks
+        if m.upsample not in ("transpose", "resize") or m.pad not in ("zeros", "reflect"):
+            raise ConfigError(f"model.upsample must be transpose|resize and model.pad zeros|reflect, got {m.upsample!r}, {m.pad!r}")
+        if self.loss.gan_mode not in ("lsgan", "hinge"):
+            raise ConfigError(f"loss.gan_mode must be 'lsgan' or 'hinge', got {self.loss.gan_mode!r}")
+        # Only non-default layout options are written, so reference-layout sidecars stay as they were.
+        layout = {k: v for k, v in (("upsample", m.upsample), ("pad", m.pad)) if v not in ("transpose", "zeros")}
         if arch == "resnet":
-            return GeneratorSpec("resnet", {"ngf": width, "n_blocks": blocks, "affine": m.affine})
+            return GeneratorSpec("resnet", {"ngf": width, "n_blocks": blocks, "affine": m.affine, **layout})
         if arch == "compact":
-            return GeneratorSpec("compact", {"width": width, "n_blocks": blocks, "affine": m.affine})
+            return GeneratorSpec("compact", {"width": width, "n_blocks": blocks, "affine": m.affine, **layout})
         raise ConfigError(f"model.arch must be 'resnet' or 'compact', got {arch!r}")
 
     def to_dict(self) -> dict[str, Any]:

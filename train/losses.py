@@ -18,6 +18,23 @@ def lsgan_loss(pred: Tensor, real: bool) -> Tensor:
     return (pred.float() - target).square().mean()
 
 
+def gan_loss(pred: Tensor, real: bool, mode: str, for_d: bool) -> Tensor:
+    """The adversarial loss of one score map.
+
+    'lsgan': least squares for both nets. 'hinge' (Lim & Ye 2017; SAGAN): D minimises
+    relu(1 - D(real)) + relu(1 + D(fake)); G minimises -D(fake), so D stops pushing scores past
+    the margin and leaves the generator a gradient.
+    """
+    if mode == "lsgan":
+        return lsgan_loss(pred, real)
+    if mode != "hinge":
+        raise ValueError(f"gan mode must be 'lsgan' or 'hinge', got {mode!r}")
+    p = pred.float()
+    if not for_d:
+        return -p.mean() if real else p.mean()
+    return F.relu(1.0 - p).mean() if real else F.relu(1.0 + p).mean()
+
+
 def temporal_loss(out_cur: Tensor, out_earlier: Tensor, flow: Tensor, mask: Tensor) -> Tensor:
     """Masked squared error between G(x_t) and G(x_{t-k}) warped onto frame t.
 

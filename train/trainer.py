@@ -38,7 +38,7 @@ from vst.styles import Style, save_style
 
 from .config import TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
-from .losses import ImagePool, lsgan_loss, temporal_loss
+from .losses import ImagePool, gan_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -436,12 +436,13 @@ class CycleGANTrainer(TrainerBase):
         self.spec_ab, self.spec_ba = cfg.generator_spec(), cfg.generator_spec(back=True)
         self.g_ab = init_weights(build_generator(self.spec_ab), seed=cfg.run.seed).to(self.device)
         self.g_ba = init_weights(build_generator(self.spec_ba), seed=cfg.run.seed + 1).to(self.device)
-        self.d_b = init_weights(PatchDiscriminator(cfg.model.d_ndf), seed=cfg.run.seed + 2).to(self.device)
-        self.d_a = init_weights(PatchDiscriminator(cfg.model.d_ndf), seed=cfg.run.seed + 3).to(self.device)
+        m = cfg.model
+        self.d_b = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 2).to(self.device)
+        self.d_a = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 3).to(self.device)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
         self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=o.lr, betas=betas)
-        self.opt_d = torch.optim.Adam([*self.d_b.parameters(), *self.d_a.parameters()], lr=o.lr, betas=betas)
+        self.opt_d = torch.optim.Adam([*self.d_b.parameters(), *self.d_a.parameters()], lr=o.lr_d or o.lr, betas=betas)
         self.pool_b, self.pool_a = ImagePool(o.pool), ImagePool(o.pool)
 
     def sample_batch(self) -> tuple[PairBatch, Tensor]:
@@ -451,8 +452,12 @@ class CycleGANTrainer(TrainerBase):
     def train_step(self, batch_a: PairBatch, real_b: Tensor) -> dict[str, float]:
         """One G update then one D update, as the seed orders them. Returns the losses."""
         lc = self.cfg.loss
-        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
-            group["lr"] = self.lr_at(self.step)
+        mode = lc.gan_mode
+        lr_scale = self.lr_at(self.step) / self.cfg.optim.lr
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.cfg.optim.lr * lr_scale
+        for group in self.opt_d.param_groups:
+            group["lr"] = (self.cfg.optim.lr_d or self.cfg.optim.lr) * lr_scale
         real_a = batch_a.cur
         n = real_a.shape[0]
         use_t = lc.temporal > 0
@@ -467,8 +472,8 @@ class CycleGANTrainer(TrainerBase):
             fake_a = self.g_ba(real_b)
             rec_b = self.g_ab(fake_a)
             losses: dict[str, Tensor] = {
-                "g_gan_b": lsgan_loss(self.d_b(fake_b), True),
-                "g_gan_a": lsgan_loss(self.d_a(fake_a), True),
+                "g_gan_b": gan_loss(self.d_b(fake_b), True, mode, for_d=False),
+                "g_gan_a": gan_loss(self.d_a(fake_a), True, mode, for_d=False),
                 "cycle_a": (rec_a.float() - real_a).abs().mean(),
                 "cycle_b": (rec_b.float() - real_b).abs().mean(),
             }
@@ -495,8 +500,8 @@ class CycleGANTrainer(TrainerBase):
         with self._autocast():
             old_b = self.pool_b.query(fake_b.detach().float(), self.gen)
             old_a = self.pool_a.query(fake_a.detach().float(), self.gen)
-            d_b = 0.5 * (lsgan_loss(self.d_b(real_b), True) + lsgan_loss(self.d_b(old_b), False))
-            d_a = 0.5 * (lsgan_loss(self.d_a(real_a), True) + lsgan_loss(self.d_a(old_a), False))
+            d_b = 0.5 * (gan_loss(self.d_b(real_b), True, mode, for_d=True) + gan_loss(self.d_b(old_b), False, mode, for_d=True))
+            d_a = 0.5 * (gan_loss(self.d_a(real_a), True, mode, for_d=True) + gan_loss(self.d_a(old_a), False, mode, for_d=True))
         (d_b + d_a).backward()
         self._allreduce([self.d_b, self.d_a])
         self.opt_d.step()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -103,3 +104,213 @@ def sharpness_retained(outputs: Sequence[np.ndarray], reference: Sequence[np.nda
 def mean_abs_delta(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
     """Mean |output − per-frame output| over all frames, pixels and channels, in [0, 1]."""
     return float(np.mean([np.abs(o.astype(np.int16) - r).mean() for o, r in zip(outputs, reference, strict=True)]) / 255.0)
+
+
+# ------------------------------------------------------------------------------ style strength
+#
+# How close frames are to a set of paintings, without pretrained features: the Laplacian-pyramid
+# patch sliced Wasserstein distance of Karras et al. 2018 ("Progressive Growing of GANs",
+# section 5 and appendix D). 7x7 neighbourhoods are sampled from each level of a 5-level
+# Laplacian pyramid (256 px down to 16 px), standardised, and the two descriptor sets are
+# compared by the mean 1-D Wasserstein distance along random directions. We standardise both sets
+# with the *paintings'* per-level channel statistics (not each set's own), so a palette that is
+# off counts as a distance rather than being normalised away.
+
+SWD_LEVELS = 5
+"""Pyramid levels: 256, 128, 64, 32 and 16 px on the short side."""
+SWD_PATCH = 7
+"""Neighbourhood size (7x7x3 = 147-dimensional descriptors)."""
+
+
+def laplacian_pyramid(img: np.ndarray, levels: int = SWD_LEVELS, base: int = 256) -> list[np.ndarray]:
+    """(H, W, 3) uint8 RGB -> ``levels`` float32 bands, finest first.
+
+    The image is resized so its short side is ``base`` (aspect kept), then band i is
+    G_i - up(G_{i+1}) with the 5-tap binomial filter of cv2.pyrDown/pyrUp; the last is G_{levels-1}.
+    """
+    h, w = img.shape[:2]
+    s = base / min(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    g = cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    bands = []
+    for _ in range(levels - 1):
+        down = cv2.pyrDown(g)
+        bands.append(g - cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0])))
+        g = down
+    bands.append(g)
+    return bands
+
+
+def _patches(band: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random 7x7 neighbourhoods of one band: (count, 147) float32."""
+    p = SWD_PATCH
+    h, w = band.shape[:2]
+    if h < p or w < p:
+        raise ValueError(f"a {w}x{h} pyramid level is smaller than the {p}x{p} neighbourhood")
+    windows = np.lib.stride_tricks.sliding_window_view(band, (p, p), axis=(0, 1))  # (h-p+1, w-p+1, 3, p, p)
+    ys = rng.integers(0, h - p + 1, count)
+    xs = rng.integers(0, w - p + 1, count)
+    return windows[ys, xs].reshape(count, -1)
+
+
+def pyramid_descriptors(images: Sequence[np.ndarray], total: int = 8192, seed: int = 0) -> list[np.ndarray]:
+    """About ``total`` patch descriptors per level, drawn evenly from ``images``: a list of (n, 147) arrays."""
+    if not images:
+        raise ValueError("no images to describe")
+    rng = np.random.default_rng(seed)
+    per = max(1, -(-total // len(images)))
+    per_level: list[list[np.ndarray]] = [[] for _ in range(SWD_LEVELS)]
+    for img in images:
+        for lvl, band in enumerate(laplacian_pyramid(img)):
+            per_level[lvl].append(_patches(band, per, rng))
+    return [np.concatenate(d)[:total] if len(d[0]) * len(d) > total else np.concatenate(d) for d in per_level]
+
+
+@dataclass(frozen=True)
+class DescriptorStats:
+    """Per-level channel mean and std of a reference set's descriptors (the paintings')."""
+
+    mean: list[np.ndarray]
+    """Per level, (3,): the mean of each colour channel over all descriptor entries."""
+    std: list[np.ndarray]
+    """Per level, (3,)."""
+
+    @classmethod
+    def of(cls, descriptors: Sequence[np.ndarray]) -> DescriptorStats:
+        means, stds = [], []
+        for d in descriptors:
+            by_channel = d.reshape(len(d), 3, -1)  # descriptors are (3, 7, 7) flattened
+            means.append(by_channel.mean(axis=(0, 2)))
+            stds.append(by_channel.std(axis=(0, 2)) + 1e-8)
+        return cls(means, stds)
+
+    def apply(self, descriptors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for d, m, s in zip(descriptors, self.mean, self.std, strict=True):
+            by_channel = (d.reshape(len(d), 3, -1) - m[None, :, None]) / s[None, :, None]
+            out.append(by_channel.reshape(len(d), -1).astype(np.float32))
+        return out
+
+
+def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: int = 128, repeats: int = 4, seed: int = 0) -> float:
+    """Mean over random unit directions of the 1-D Wasserstein-1 distance between the projections.
+
+    Sets of different sizes are compared at ``min(len(a), len(b))`` evenly spaced quantiles.
+    """
+    rng = np.random.default_rng(seed)
+    n = min(len(a), len(b))
+    q = (np.arange(n) + 0.5) / n
+    dists = []
+    for _ in range(repeats):
+        d = rng.standard_normal((a.shape[1], directions)).astype(np.float32)
+        d /= np.linalg.norm(d, axis=0, keepdims=True)
+        pa, pb = np.sort(a @ d, axis=0), np.sort(b @ d, axis=0)
+        if len(pa) != n:
+            pa = np.quantile(pa, q, axis=0)
+        if len(pb) != n:
+            pb = np.quantile(pb, q, axis=0)
+        dists.append(float(np.abs(pa - pb).mean()))
+    return float(np.mean(dists))
+
+
+@dataclass(frozen=True)
+class StyleDistance:
+    """Sliced Wasserstein distances to a painting set, per pyramid level (finest first)."""
+
+    output: list[float]
+    """Stylized frames -> paintings."""
+    input: list[float]
+    """Unstylized input frames -> paintings (the reference: ratio 1.0 = no move towards them)."""
+    floor: list[float]
+    """One half of the paintings -> the other half: what 'as close as a painting' reads."""
+
+    @property
+    def ratio(self) -> float:
+        """Mean over levels of output / mean over levels of input; lower is closer to the paintings."""
+        return float(np.mean(self.output) / np.mean(self.input))
+
+    @property
+    def level_ratios(self) -> list[float]:
+        return [o / i for o, i in zip(self.output, self.input, strict=True)]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"swd_ratio": self.ratio, "swd_level_ratios": self.level_ratios, "swd_output": self.output,
+                "swd_input": self.input, "swd_paintings_floor": self.floor}  # fmt: skip
+
+
+class PaintingSet:
+    """A painting set's descriptors and statistics, computed once and compared with many videos."""
+
+    def __init__(self, paintings: Sequence[np.ndarray], total: int = 8192, seed: int = 0) -> None:
+        if len(paintings) < 2:
+            raise ValueError("a painting set needs at least 2 images")
+        self.total = total
+        self.descriptors = pyramid_descriptors(paintings, total, seed)
+        self.stats = DescriptorStats.of(self.descriptors)
+        self.normalised = self.stats.apply(self.descriptors)
+        half = len(paintings) // 2
+        a = self.stats.apply(pyramid_descriptors(paintings[:half], total // 2, seed + 1))
+        b = self.stats.apply(pyramid_descriptors(paintings[half:], total // 2, seed + 2))
+        self.floor = [sliced_wasserstein(x, y) for x, y in zip(a, b, strict=True)]
+
+    def distance(self, frames: Sequence[np.ndarray], seed: int = 3) -> list[float]:
+        """Per-level SWD of ``frames`` ((H, W, 3) uint8 RGB) to the paintings."""
+        d = self.stats.apply(pyramid_descriptors(frames, self.total, seed))
+        return [sliced_wasserstein(x, y) for x, y in zip(d, self.normalised, strict=True)]
+
+    def compare(self, outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> StyleDistance:
+        return StyleDistance(self.distance(outputs), self.distance(inputs), self.floor)
+
+
+# ------------------------------------------------------------------------------ periodic artefacts
+
+
+def _peakiness(grey: np.ndarray) -> float:
+    """Mean over the period-2 and period-4 lattice frequencies (all k·N/4 bins but DC) of the bin's
+    power over the mean power of the ring of bins around it.
+
+    A checkerboard from strided transposed convolutions puts a sharp peak on exactly these bins; a
+    texture or an edge spreads its power over neighbouring bins too, so it barely moves this ratio.
+    """
+    h, w = (grey.shape[0] // 4) * 4, (grey.shape[1] // 4) * 4
+    g = grey[:h, :w].astype(np.float64)
+    g = (g - g.mean()) * np.outer(np.hanning(h), np.hanning(w))  # a window: no leakage from the borders
+    power = np.abs(np.fft.fft2(g)) ** 2
+    ratios = []
+    for ky in range(4):
+        for kx in range(4):
+            if ky == 0 and kx == 0:
+                continue
+            y, x = ky * h // 4, kx * w // 4
+            ys = (np.arange(y - 3, y + 4) % h)[:, None]
+            xs = (np.arange(x - 3, x + 4) % w)[None, :]
+            block = power[ys, xs]
+            ring = (block.sum() - block[2:5, 2:5].sum()) / (block.size - 9)  # bins 2-3 away
+            ratios.append(block[3, 3] / max(ring, 1e-12))
+    return float(np.mean(ratios))
+
+
+def periodic_artefact_index(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
+    """Spectral peakiness at periods 2 and 4 px of the outputs over that of the inputs (1 = none added)."""
+    grey = [cv2.cvtColor(o, cv2.COLOR_RGB2GRAY) for o in outputs]
+    ref = [cv2.cvtColor(i, cv2.COLOR_RGB2GRAY) for i in inputs]
+    return float(np.mean([_peakiness(g) for g in grey]) / np.mean([_peakiness(r) for r in ref]))
+
+
+def load_paintings(folder: str | Path, limit: int = 512, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``limit`` images (recursively, a fixed random subset when there are more) as RGB uint8."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"paintings folder not found: {folder}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+    if len(files) > limit:
+        idx = np.random.default_rng(seed).choice(len(files), limit, replace=False)
+        files = [files[i] for i in sorted(idx)]
+    images = []
+    for p in files:
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    if len(images) < 2:
+        raise ValueError(f"need at least 2 readable images in {folder}, found {len(images)}")
+    return images

@@ -24,6 +24,29 @@ def _norm(channels: int, affine: bool) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
 
 
+Upsample = Literal["transpose", "resize"]
+Pad = Literal["zeros", "reflect"]
+
+
+def _down(cin: int, cout: int, pad: Pad) -> list[nn.Module]:
+    """A stride-2 3x3 conv; 'reflect' pads by mirroring so the border looks like the middle."""
+    if pad == "reflect":
+        return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, stride=2)]
+    return [nn.Conv2d(cin, cout, 3, stride=2, padding=1)]
+
+
+def _up(cin: int, cout: int, upsample: Upsample, pad: Pad) -> list[nn.Module]:
+    """2x upsampling. 'transpose' (the reference's) overlaps its 3x3 kernel unevenly at stride 2,
+    which leaves a period-2 checkerboard; 'resize' (nearest 2x then a 3x3 conv, Odena et al. 2016)
+    gives every output pixel the same kernel footprint, so it cannot."""
+    if upsample == "resize":
+        padding = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
+        return [nn.Upsample(scale_factor=2.0, mode="nearest"), *padding]
+    if upsample != "transpose":
+        raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
+    return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+
+
 class ResnetBlock(nn.Module):
     """x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x). Indices 1 and 5 hold the convs."""
 
@@ -46,7 +69,17 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """CycleGAN ResNet generator: c7s1-ngf, two stride-2 downs, n_blocks residual blocks, two ups."""
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, affine: bool = False, in_ch: int = 3, out_ch: int = 3) -> None:
+    def __init__(
+        self,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        affine: bool = False,
+        in_ch: int = 3,
+        out_ch: int = 3,
+        upsample: Upsample = "transpose",
+        pad: Pad = "zeros",
+    ) -> None:
+        """``upsample``/``pad`` as in CompactGenerator; the defaults keep the reference's layout and keys."""
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -56,15 +89,11 @@ class ResnetGenerator(nn.Module):
         ]
         for i in range(2):
             c = ngf * 2**i
-            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=True), _norm(2 * c, affine), nn.ReLU(True)]
+            layers += [*_down(c, 2 * c, pad), _norm(2 * c, affine), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, affine) for _ in range(n_blocks)]
         for i in range(2):
             c = ngf * 2 ** (2 - i)
-            layers += [
-                nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                _norm(c // 2, affine),
-                nn.ReLU(True),
-            ]
+            layers += [*_up(c, c // 2, upsample, pad), _norm(c // 2, affine), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -79,20 +108,29 @@ class CompactGenerator(nn.Module):
     wide residual trunk; here the stem is 3x3, the trunk runs at 1/4 resolution, and the widths
     are ``width, 2*width, 4*width``. At width=16, 5 blocks, 640x360 this is ~5 GMAC (see
     benchmarks/generators.py), against 35 GMAC for the Johnson net.
+
+    ``upsample``/``pad`` default to the first bundled style's layout (transposed convs, zero-padded
+    stride-2 convs) so its file keeps loading; new styles use 'resize' and 'reflect' (no
+    checkerboard, no edge stripes). Module indices are the same in both layouts' weights except
+    where a pad or upsample layer is inserted, and the sidecar records which one a file uses.
     """
 
-    def __init__(self, width: int = 16, n_blocks: int = 5, affine: bool = True) -> None:
+    def __init__(
+        self, width: int = 16, n_blocks: int = 5, affine: bool = True, upsample: Upsample = "transpose", pad: Pad = "zeros"
+    ) -> None:
         super().__init__()
+        if pad not in ("zeros", "reflect"):
+            raise ValueError(f"pad must be 'zeros' or 'reflect', got {pad!r}")
         w1, w2, w4 = width, 2 * width, 4 * width
         self.down = nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, w1, 3), _norm(w1, affine), nn.ReLU(True),
-            nn.Conv2d(w1, w2, 3, stride=2, padding=1), _norm(w2, affine), nn.ReLU(True),
-            nn.Conv2d(w2, w4, 3, stride=2, padding=1), _norm(w4, affine), nn.ReLU(True),
+            *_down(w1, w2, pad), _norm(w2, affine), nn.ReLU(True),
+            *_down(w2, w4, pad), _norm(w4, affine), nn.ReLU(True),
         )  # fmt: skip
         self.blocks = nn.Sequential(*[ResnetBlock(w4, affine) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(w4, w2, 3, stride=2, padding=1, output_padding=1), _norm(w2, affine), nn.ReLU(True),
-            nn.ConvTranspose2d(w2, w1, 3, stride=2, padding=1, output_padding=1), _norm(w1, affine), nn.ReLU(True),
+            *_up(w4, w2, upsample, pad), _norm(w2, affine), nn.ReLU(True),
+            *_up(w2, w1, upsample, pad), _norm(w1, affine), nn.ReLU(True),
             nn.ReflectionPad2d(1), nn.Conv2d(w1, 3, 3), nn.Tanh(),
         )  # fmt: skip
 
@@ -140,14 +178,22 @@ class PatchDiscriminator(nn.Module):
     Returns a ``(N, 1, H/8-2, W/8-2)`` map of real/fake scores (LSGAN: no sigmoid).
     """
 
-    def __init__(self, ndf: int = 64, in_ch: int = 3) -> None:
+    def __init__(self, ndf: int = 64, in_ch: int = 3, spectral: bool = False) -> None:
+        """``spectral``: spectral-normalised convs and no instance norm (Miyato et al. 2018), which
+        bounds D's Lipschitz constant so it cannot win outright against a small generator."""
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_ch, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+
+        def conv(cin: int, cout: int, stride: int) -> nn.Module:
+            c = nn.Conv2d(cin, cout, 4, stride=stride, padding=1)
+            return nn.utils.parametrizations.spectral_norm(c) if spectral else c
+
+        layers: list[nn.Module] = [conv(in_ch, ndf, 2), nn.LeakyReLU(0.2, True)]
         c = ndf
         for stride in (2, 2, 1):
-            layers += [nn.Conv2d(c, 2 * c, 4, stride=stride, padding=1), _norm(2 * c, False), nn.LeakyReLU(0.2, True)]
+            norm: list[nn.Module] = [] if spectral else [_norm(2 * c, False)]
+            layers += [conv(c, 2 * c, stride), *norm, nn.LeakyReLU(0.2, True)]
             c *= 2
-        layers += [nn.Conv2d(c, 1, 4, stride=1, padding=1)]
+        layers += [conv(c, 1, 1)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,8 +234,10 @@ def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) ->
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     for m in net.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            # A spectral-normalised conv computes .weight; its stored tensor is the original.
+            weight = m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight
             with torch.no_grad():
-                m.weight.normal_(0.0, gain, generator=gen)
+                weight.normal_(0.0, gain, generator=gen)
                 if m.bias is not None:
                     m.bias.zero_()
         elif isinstance(m, nn.InstanceNorm2d) and m.affine:

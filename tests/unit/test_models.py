@@ -64,3 +64,58 @@ def test_patch_discriminator_receptive_grid() -> None:
         out = d(torch.randn(2, 3, 256, 256))
     # 256 -> 128 -> 64 -> 32 -> 31 -> 30: a 30x30 grid of 70x70 patches.
     assert out.shape == (2, 1, 30, 30)
+
+
+ARTEFACT_FREE = {"upsample": "resize", "pad": "reflect"}
+
+
+@pytest.mark.parametrize("net", [ResnetGenerator(16, 2, **ARTEFACT_FREE), CompactGenerator(**ARTEFACT_FREE)], ids=["resnet", "compact"])
+def test_artefact_free_layouts_keep_size_and_range(net: torch.nn.Module) -> None:
+    x = torch.rand(1, 3, 36, 52) * 2 - 1
+    with torch.no_grad():
+        y = net.eval()(x)
+    assert y.shape == x.shape and y.abs().max() <= 1.0
+
+
+def test_default_style_budget_within_10_gmac() -> None:
+    # Issue 15: the default style stays CPU real-time, at most 10 GMAC per 640x360 frame.
+    assert count_macs(CompactGenerator(**ARTEFACT_FREE), 360, 640) <= 10e9
+
+
+def test_resize_convolution_has_no_checkerboard() -> None:
+    """On a flat input, every output pixel of a resize-conv net sees the same weights, so the
+    output is flat; a stride-2 transposed conv's uneven kernel overlap leaves a period-2/4 pattern."""
+    from vst.models import init_weights
+
+    x = torch.full((1, 3, 64, 64), 0.3)
+    outs = {}
+    for name, kw in {"transpose": {}, "resize": ARTEFACT_FREE}.items():
+        net = init_weights(CompactGenerator(affine=False, **kw), gain=0.2, seed=0).eval()
+        with torch.no_grad():
+            y = net(x)[0, :, 16:-16, 16:-16]  # away from the borders
+        outs[name] = float(y.std())
+    assert outs["resize"] < 1e-4 and outs["transpose"] > 100 * max(outs["resize"], 1e-6), outs
+
+
+def test_reflect_padding_keeps_borders_like_the_middle() -> None:
+    """Zero padding in the stride-2 convs makes borders differ on a flat input; reflection does not."""
+    from vst.models import init_weights
+
+    x = torch.full((1, 3, 64, 64), 0.3)
+    with torch.no_grad():
+        y = init_weights(CompactGenerator(affine=False, **ARTEFACT_FREE), gain=0.2, seed=0).eval()(x)
+    assert float((y - y[..., 32:33, 32:33]).abs().max()) < 1e-4
+
+
+def test_spectral_patch_discriminator() -> None:
+    from vst.models import init_weights
+
+    d = init_weights(PatchDiscriminator(16, spectral=True), seed=0)
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in d.modules())
+    with torch.no_grad():
+        for _ in range(20):  # each training-mode forward runs one power iteration
+            out = d(torch.randn(2, 3, 128, 128))
+    assert out.shape == (2, 1, 14, 14)
+    conv = d.model[0]
+    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    assert float(sigma) == pytest.approx(1.0, rel=0.05)  # the largest singular value is normalised to 1

@@ -264,3 +264,36 @@ def test_init_from_takes_weights_but_not_the_step(tmp_path: Path, data: type) ->
     assert dst.step == 0
     for k, v in src.g_ab.state_dict().items():
         assert torch.equal(dst.g_ab.state_dict()[k], v), k
+
+
+def test_fast_recipe_options_train_and_export_their_layout(tmp_path: Path, data: type) -> None:
+    """The fast CPU recipe's options (hinge + spectral-norm D, TTUR, no identity, resize-conv and
+    reflect-padded G) run, and the exported style records its layout so it loads as trained."""
+    from vst.train.cli import main
+
+    over = {"loss.gan_mode": "hinge", "model.d_spectral": "true", "optim.lr_d": "4e-4", "loss.identity": "0.0",
+            "model.upsample": "resize", "model.pad": "reflect"}  # fmt: skip
+    _tiny(tmp_path, data)
+    run = tmp_path / "run"
+    args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + [a for k, v in over.items() for a in ("--set", f"{k}={v}")])
+    assert exit_info.value.code == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert "idt_b" not in rows[-1] and all(math.isfinite(float(rows[-1][k])) for k in ("g_gan_b", "d_b", "d_a"))
+    style = resolve_style(run / "style" / "tiny.safetensors")
+    assert style.meta["arch_kwargs"]["upsample"] == "resize" and style.meta["arch_kwargs"]["pad"] == "reflect"
+    net = load_generator(style)
+    assert any(isinstance(m, torch.nn.Upsample) for m in net.modules())
+
+
+def test_hinge_loss_values() -> None:
+    from vst.train.losses import gan_loss
+
+    scores = torch.tensor([-2.0, 0.0, 0.5, 3.0])
+    assert float(gan_loss(scores, True, "hinge", for_d=True)) == pytest.approx((3 + 1 + 0.5 + 0) / 4)
+    assert float(gan_loss(scores, False, "hinge", for_d=True)) == pytest.approx((0 + 1 + 1.5 + 4) / 4)
+    assert float(gan_loss(scores, True, "hinge", for_d=False)) == pytest.approx(-1.5 / 4)
+    assert float(gan_loss(scores, True, "lsgan", for_d=True)) == pytest.approx((9 + 1 + 0.25 + 4) / 4)
+    with pytest.raises(ValueError):
+        gan_loss(scores, True, "wgan", for_d=True)
