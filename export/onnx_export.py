@@ -12,6 +12,7 @@ in the ONNX file, not a builder flag.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -19,6 +20,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -75,13 +77,8 @@ def export_onnx(
     h4 = torch.export.Dim("h4", min=2, max=2048)
     w4 = torch.export.Dim("w4", min=2, max=2048)
     t0 = time.perf_counter()
-    # The exporter warns once per missing torchvision op on every export; none of them concern us.
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations, not ours
+        with _exporter_quiet():
             program = torch.onnx.export(
                 model,
                 (x,),
@@ -95,8 +92,6 @@ def export_onnx(
             )
     except Exception as e:  # the exporter raises many unrelated types; all mean "not exportable"
         raise ExportError(f"ONNX export failed: {str(e).strip().splitlines()[0][:200]}") from e
-    finally:
-        quiet.setLevel(level)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -113,8 +108,48 @@ def export_onnx(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("exported %s (%s, opset %d, %s) in %.1f s", out.name, precision, opset, dict(ops), time.perf_counter() - t0)
+    log.debug("exported %s (%s, opset %d, %s) in %.1f s", out.name, precision, opset, dict(ops), time.perf_counter() - t0)
     return out
+
+
+# Loggers of the exporter's internals (torch.onnx, its onnxscript optimizer, onnx_ir passes): at INFO
+# they print ~20 lines per export ("No unused functions to remove", initializer dedup...).
+_EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript", "onnx_ir")
+
+
+class _ToDebug(logging.Handler):
+    """Re-logs an exporter record as one DEBUG line of ours: visible with -vv, silent otherwise.
+
+    Only their INFO and above: their own DEBUG output is ~2500 lines per export.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("[%s] %s", record.name, record.getMessage())
+
+
+@contextlib.contextmanager
+def _exporter_quiet() -> Iterator[None]:
+    """Route the exporter's log records and warnings to our DEBUG log for the duration of an export.
+
+    Process-wide while it runs (logging and warnings are global); exports are rare and short.
+    """
+    handler = _ToDebug(logging.INFO)
+    saved = []
+    for name in _EXPORTER_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, logger.handlers[:]))
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # torch-internal deprecations and missing-op notes, not ours
+            yield
+    finally:
+        for logger, propagate, handlers in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+    for w in caught:
+        log.debug("exporter warning: %s: %s", w.category.__name__, str(w.message).splitlines()[0][:200])
 
 
 def graph_ops(model_or_path: object) -> Counter[str]:
@@ -143,5 +178,6 @@ def cached_onnx(style: Style, precision: Precision = "fp32", opset: int = OPSET)
     if path.exists():
         log.debug("ONNX cache hit %s", path)
         return path
-    log.info("exporting style %r to ONNX (%s), once; cached at %s", style.name, precision, path)
+    # The one line a first use prints: the export takes a few seconds, once per style version.
+    log.info("exporting style %r to ONNX (%s) once, cached at %s", style.name, precision, path)
     return export_onnx(load_generator(style), path, precision=precision, opset=opset)

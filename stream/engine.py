@@ -12,6 +12,7 @@ nothing ever falls back silently, and ``auto`` logs what it picked.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from typing import Literal, Protocol
 
@@ -22,11 +23,12 @@ from vst.styles import Style
 
 log = logging.getLogger("vst.engine")
 
-BACKENDS = ("torch-cpu", "torch-cuda", "onnxruntime", "tensorrt")
-BackendName = Literal["auto", "torch-cpu", "torch-cuda", "onnxruntime", "tensorrt"]
+BACKENDS = ("openvino", "onnxruntime", "torch-cpu", "torch-cuda", "tensorrt")
+BackendName = Literal["auto", "openvino", "onnxruntime", "torch-cpu", "torch-cuda", "tensorrt"]
 
 # name -> "module:class"; each class takes (style, precision) and raises BackendUnavailable itself.
 _REGISTRY: dict[str, str] = {
+    "openvino": "vst.stream.backends.openvino_backend:OpenVinoEngine",
     "torch-cpu": "vst.stream.backends.torch_backend:TorchCpuEngine",
     "torch-cuda": "vst.stream.backends.torch_backend:TorchCudaEngine",
     "onnxruntime": "vst.stream.backends.ort_backend:OrtEngine",
@@ -51,22 +53,42 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def choose_backend(style: Style) -> str:
-    """What ``auto`` means: torch styles on CUDA when there is one; everything else in onnxruntime.
+def openvino_installed() -> bool:
+    """Whether the openvino package is importable (checked without importing it: that takes ~0.3 s)."""
+    return importlib.util.find_spec("openvino") is not None
 
-    On CPU, onnxruntime runs our exported generators 1.2-2.8x faster than eager torch (it prepacks
-    conv weights once; oneDNN reorders them every call): see docs/benchmarks.md.
+
+def _ort_has_cuda() -> bool:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def choose_backend(style: Style) -> tuple[str, str]:
+    """What ``auto`` means, and why: ``(backend, reason)``.
+
+    - torch styles on a CUDA GPU: torch-cuda.
+    - ONNX styles on a CUDA GPU with onnxruntime-gpu: onnxruntime's CUDA EP.
+    - Otherwise the CPU: OpenVINO when it is installed (2-3x faster than onnxruntime on the same
+      ONNX file, bf16 where the CPU has it: docs/benchmarks.md), else onnxruntime, which is in
+      turn faster than eager torch (it prepacks conv weights once; oneDNN reorders them every call).
     """
     if style.kind == "torch" and cuda_available():
-        return "torch-cuda"
-    return "onnxruntime"
+        return "torch-cuda", "a CUDA GPU is present"
+    if style.kind == "onnx" and cuda_available() and _ort_has_cuda():
+        return "onnxruntime", "an ONNX style and onnxruntime's CUDA execution provider"
+    if openvino_installed():
+        return "openvino", "CPU inference, and OpenVINO is installed (faster than onnxruntime on CPU)"
+    return "onnxruntime", "CPU inference; OpenVINO is not installed (pip install openvino runs it 2-3x faster)"
 
 
 def make_engine(style: Style, backend: BackendName | str = "auto", precision: str = "auto") -> Engine:
     """Build the engine for ``style`` on ``backend`` ('auto' picks and logs)."""
     if backend == "auto":
-        backend = choose_backend(style)
-        log.info("backend auto -> %s for style %r", backend, style.name)
+        backend, why = choose_backend(style)
+        log.info("backend auto -> %s for style %r: %s", backend, style.name, why)
     if backend not in _REGISTRY:
         raise VstError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     module_name, cls_name = _REGISTRY[backend].split(":")

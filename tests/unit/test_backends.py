@@ -2,6 +2,7 @@
 
 Tolerances are on the uint8 output (0..255), for a small generator with non-trivial activations:
   onnxruntime fp32 vs torch-cpu fp32   max |diff| <= 1     (rounding of identical fp32 maths)
+  openvino fp32 vs torch-cpu fp32      max |diff| <= 1     (the same; bf16 and real frames: test_openvino.py)
   torch-cpu bf16 vs fp32               mean |diff| <= 3    (bf16 has 8 mantissa bits)
   torch-cuda fp16 / tensorrt fp16      tests/gpu/test_gpu_backends.py (skipped without a GPU)
 """
@@ -9,18 +10,21 @@ Tolerances are on the uint8 output (0..255), for a small generator with non-triv
 from __future__ import annotations
 
 import importlib.util
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vst.errors import BackendUnavailable
+import vst.stream.engine as engine_mod
+from vst.errors import BackendUnavailable, VstError
 from vst.models import GeneratorSpec, build_generator, init_weights
 from vst.hardware import cpu_has_bf16
 from vst.stream.engine import make_engine
 from vst.styles import Style, save_style
 
-UINT8_TOL = {"onnxruntime": {"max": 1}, "torch-cpu-bf16": {"mean": 3.0}}
+UINT8_TOL = {"onnxruntime": {"max": 1}, "openvino": {"max": 1}, "torch-cpu-bf16": {"mean": 3.0}}
 
 
 @pytest.fixture
@@ -43,19 +47,61 @@ def frame() -> np.ndarray:
     return TestSource((96, 66)).render(7)
 
 
-def test_onnxruntime_matches_torch_cpu(style: Style, frame: np.ndarray) -> None:
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_onnx_runtimes_match_torch_cpu(style: Style, frame: np.ndarray, backend: str) -> None:
     ref = make_engine(style, "torch-cpu", "fp32")(frame)
-    got = make_engine(style, "onnxruntime")(frame)
+    got = make_engine(style, backend, "fp32")(frame)
     assert got.shape == ref.shape == frame.shape and got.dtype == np.uint8
     assert ref.std() > 5  # the output is an image, not a constant
-    assert np.abs(got.astype(int) - ref.astype(int)).max() <= UINT8_TOL["onnxruntime"]["max"]
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= UINT8_TOL[backend]["max"]
 
 
-def test_onnxruntime_tensor_api(style: Style) -> None:
-    engine = make_engine(style, "onnxruntime")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_onnx_runtimes_tensor_api(style: Style, backend: str) -> None:
+    engine = make_engine(style, backend)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 48)).astype(np.float32)
     y = engine.infer(x)  # type: ignore[attr-defined]
     assert y.shape == x.shape and y.dtype == np.float32 and np.abs(y).max() <= 1.0
+
+
+def _no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_mod, "cuda_available", lambda: False)
+
+
+@pytest.mark.parametrize("style_name", ["monet", "candy"])
+def test_auto_picks_openvino_on_cpu_and_says_why(style_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from vst.styles import resolve_style
+
+    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path))  # monet's export goes here, not to ~/.cache
+    _no_cuda(monkeypatch)
+    style = resolve_style(style_name)
+    backend, why = engine_mod.choose_backend(style)
+    assert backend == "openvino" and "OpenVINO is installed" in why
+    monkeypatch.setattr(engine_mod, "openvino_installed", lambda: False)
+    backend, why = engine_mod.choose_backend(style)
+    assert backend == "onnxruntime" and "pip install openvino" in why
+    with caplog.at_level(logging.INFO, logger="vst.engine"):
+        engine = make_engine(style, "auto")
+    assert engine.backend == "onnxruntime"
+    assert any("auto -> onnxruntime" in r.getMessage() and "not installed" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_keeps_torch_cuda_for_torch_styles_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vst.styles import resolve_style
+
+    monkeypatch.setattr(engine_mod, "cuda_available", lambda: True)
+    assert engine_mod.choose_backend(resolve_style("monet"))[0] == "torch-cuda"
+
+
+def test_openvino_is_installed_by_default() -> None:
+    """pyproject lists openvino as a default dependency, so auto on CPU means openvino."""
+    assert engine_mod.openvino_installed()
+
+
+def test_unknown_backend_lists_the_choices(style: Style) -> None:
+    with pytest.raises(VstError, match="openvino, onnxruntime"):
+        make_engine(style, "tflite")
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")

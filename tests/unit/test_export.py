@@ -128,6 +128,27 @@ def test_cached_onnx_is_keyed_by_digest(tiny_cached: tuple[Style, Path], monkeyp
     assert cached_onnx(style).stat().st_mtime_ns == mtime  # a hit, not a re-export
 
 
+def test_first_use_export_prints_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The exporter's own INFO logs (onnx_ir passes, onnxscript) and warnings stay out of the user's terminal."""
+    import logging
+    import warnings
+
+    style = save_style(tmp_path / "styles", "quiet", _net("compact"), SPECS["compact"], {"provenance": "test"})
+    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path / "cache"))
+    loggers = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript", "torch.onnx")]
+    before = [(lg.propagate, list(lg.handlers)) for lg in loggers]
+    with caplog.at_level(logging.INFO), warnings.catch_warnings():
+        warnings.simplefilter("default")  # as a user's interpreter shows them
+        path = cached_onnx(style)
+    assert path.is_file()
+    lines = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1 and lines[0].startswith("vst.export.onnx: exporting style 'quiet'"), lines
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert [(lg.propagate, list(lg.handlers)) for lg in loggers] == before  # the exporter's loggers are restored
+
+
 def test_onnx_style_passes_through() -> None:
     from vst.styles import resolve_style
 
