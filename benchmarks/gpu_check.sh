@@ -27,17 +27,7 @@ for m in ("cupy", "tensorrt", "torch_tensorrt", "onnxruntime", "av", "pytest", "
 EOF
 
 log "make vst importable"
-if ! "$PY" -c "import vst.stream, vst.export" 2>/dev/null; then
-  if ! "$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>>"$OUT_DIR/gpu_check.log"; then
-    # Fallback: mirror the pyproject package-dir mapping (vst.stream -> stream/, ...) with symlinks.
-    SHIM="$(mktemp -d)/vst"
-    mkdir -p "$SHIM"
-    for f in vst/*; do ln -s "$PWD/$f" "$SHIM/$(basename "$f")"; done
-    for pkg in stream kernels export train; do ln -s "$PWD/$pkg" "$SHIM/$pkg"; done
-    export PYTHONPATH="$(dirname "$SHIM")${PYTHONPATH:+:$PYTHONPATH}"
-    log "editable install failed (see log); using a symlink tree on PYTHONPATH: $SHIM"
-  fi
-fi
+. benchmarks/importable.sh
 "$PY" -c "import vst.stream.cuda_pipeline, vst.export.trt_build; print('vst importable')" 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
 
 if ! "$PY" -c "import pytest" 2>/dev/null && [ -d .whl ]; then

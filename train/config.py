@@ -135,6 +135,9 @@ class RunConfig:
     """Steps between checkpoints..."""
     checkpoint_every_s: float = 600.0
     """...or seconds, whichever comes first (a CPU run must leave something usable behind)."""
+    max_seconds: float = 0.0
+    """Stop, with a checkpoint, after this many seconds of this session (0 = no limit): a run
+    that must fit a time slot, such as a GPU lease."""
     snapshot_every: int = 0
     """Steps between exported generator snapshots kept in snapshots/ (0 = none)."""
     style_name: str = ""

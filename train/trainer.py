@@ -361,8 +361,12 @@ class TrainerBase:
         sums: dict[str, float] = {}
         count = 0
         end = min(cfg.optim.steps, self.step + stop_after) if stop_after else cfg.optim.steps
+        session_start = time.monotonic()
         try:
             while self.step < end:
+                if r.max_seconds and time.monotonic() - session_start >= r.max_seconds:
+                    log.info("run.max_seconds (%.0f s) reached at step %d", r.max_seconds, self.step)
+                    break
                 t0 = time.monotonic()
                 losses = self.train_step(*self.sample_batch())
                 self.elapsed += time.monotonic() - t0
