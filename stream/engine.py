@@ -71,8 +71,8 @@ def choose_backend(style: Style) -> tuple[str, str]:
 
     - torch styles on a CUDA GPU: torch-cuda.
     - ONNX styles on a CUDA GPU with onnxruntime-gpu: onnxruntime's CUDA EP.
-    - Otherwise the CPU: OpenVINO when it is installed (2-3x faster than onnxruntime on the same
-      ONNX file, bf16 where the CPU has it: docs/benchmarks.md), else onnxruntime, which is in
+    - Otherwise the CPU: OpenVINO when it is installed (on the same ONNX file 2.5-3x faster than
+      onnxruntime in bf16, 1.2-1.4x in fp32: docs/benchmarks.md), else onnxruntime, which is in
       turn faster than eager torch (it prepacks conv weights once; oneDNN reorders them every call).
     """
     if style.kind == "torch" and cuda_available():
@@ -81,7 +81,7 @@ def choose_backend(style: Style) -> tuple[str, str]:
         return "onnxruntime", "an ONNX style and onnxruntime's CUDA execution provider"
     if openvino_installed():
         return "openvino", "CPU inference, and OpenVINO is installed (faster than onnxruntime on CPU)"
-    return "onnxruntime", "CPU inference; OpenVINO is not installed (pip install openvino runs it 2-3x faster)"
+    return "onnxruntime", "CPU inference; OpenVINO is not installed (pip install openvino: faster on CPU)"
 
 
 def make_engine(style: Style, backend: BackendName | str = "auto", precision: str = "auto") -> Engine:

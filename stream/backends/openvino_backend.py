@@ -1,19 +1,22 @@
 """OpenVINO engine (CPU): the ONNX file onnxruntime runs, compiled once per input shape.
 
-Why OpenVINO on CPU: it runs our exported generators 1.7-3x faster than onnxruntime on the same
-file (docs/benchmarks.md), most of it from bf16 convolutions where the CPU has them natively
+Why OpenVINO on CPU: on the same file it runs monet and candy 2.5-3x faster than onnxruntime at
+640x360 and 720p in bf16, and 1.2-1.4x in fp32 (docs/benchmarks.md); bf16 needs native support
 (AVX512-BF16 or AMX). The model is read once and compiled with a static input shape per padded
-frame size: static shapes run a few % faster than one dynamic-shape compile here, and a compile
-costs about 0.1-0.2 s, so a new frame size costs one short stall, not a restart. Compiled
-shapes are kept in a small LRU, because a stream switches between few sizes.
+frame size: static shapes ran a few % faster than one dynamic-shape compile here, and a compile
+costs 0.13-0.24 s (2 loaded cores), so a new frame size costs one short stall, not a restart. Compiled
+shapes are kept in a small LRU, because a stream switches between few sizes; ``prepare`` compiles
+sizes ahead of use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -25,8 +28,9 @@ from vst.styles import Style
 
 log = logging.getLogger("vst.engine.openvino")
 
-DEFAULT_MAX_SHAPES = 4
-"""Compiled shapes kept: each holds its own activation buffers (about 0.3 GB for candy at 720p)."""
+DEFAULT_MAX_SHAPES = 6
+"""Compiled shapes kept. Each holds its own buffers: measured +80 MB (bf16) to +150 MB (fp32) of RSS
+at 1280x720, 25-45 MB at 640x360, for monet and candy alike. Six covers an adaptive-size ladder."""
 
 
 class OpenVinoEngine(OnnxFrameEngine):
@@ -74,6 +78,7 @@ class OpenVinoEngine(OnnxFrameEngine):
         }
         self._precision_key = hints.inference_precision
         self._requests: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._lock = threading.Lock()  # prepare() may compile from another thread than infer()'s
         self.compile_s: dict[tuple[int, int], float] = {}
         """Seconds each cached shape took to compile (H, W) -> s, for logs and benchmarks."""
         # Compile one shape now, so a model OpenVINO cannot compile fails here, not mid-stream.
@@ -84,11 +89,21 @@ class OpenVinoEngine(OnnxFrameEngine):
         """Compiled (H, W) input shapes, least recently used first."""
         return list(self._requests)
 
+    def prepare(self, sizes: Iterable[tuple[int, int]]) -> None:
+        """Compile the shapes frames of ``sizes`` (W, H) will need, now rather than on their first frame.
+
+        Safe to call from another thread while ``infer`` runs (e.g. ahead of a processing-size
+        change): compiling does not block inference at other shapes.
+        """
+        for w, h in sizes:
+            self._request(self.input_hw(h, w))
+
     def _request(self, hw: tuple[int, int]) -> Any:
-        request = self._requests.get(hw)
-        if request is not None:
-            self._requests.move_to_end(hw)
-            return request
+        with self._lock:
+            request = self._requests.get(hw)
+            if request is not None:
+                self._requests.move_to_end(hw)
+                return request
         t0 = time.perf_counter()
         model = self._model.clone()  # reshape mutates; the read model stays shape-free
         try:
@@ -99,13 +114,18 @@ class OpenVinoEngine(OnnxFrameEngine):
         got = compiled.get_property(self._precision_key)
         if got != self._ov_type:  # never run in another precision than the one reported
             raise BackendUnavailable(f"OpenVINO compiled in {got}, not the requested {self.precision}")
-        request = self._requests[hw] = compiled.create_infer_request()
-        self.compile_s[hw] = time.perf_counter() - t0
-        while len(self._requests) > self.max_shapes:
-            old, _ = self._requests.popitem(last=False)
-            self.compile_s.pop(old, None)
-            log.debug("dropped the compiled %dx%d model (LRU, %d kept)", old[1], old[0], self.max_shapes)
-        log.info("compiled for %dx%d (%s, %d threads) in %.0f ms", hw[1], hw[0], self.precision, self.threads, self.compile_s[hw] * 1e3)
+        seconds = time.perf_counter() - t0
+        with self._lock:
+            if hw in self._requests:  # another thread compiled it meanwhile: keep one
+                self._requests.move_to_end(hw)
+                return self._requests[hw]
+            request = self._requests[hw] = compiled.create_infer_request()
+            self.compile_s[hw] = seconds
+            while len(self._requests) > self.max_shapes:
+                old, _ = self._requests.popitem(last=False)  # an in-flight request lives on until it returns
+                self.compile_s.pop(old, None)
+                log.debug("dropped the compiled %dx%d model (LRU, %d kept)", old[1], old[0], self.max_shapes)
+        log.info("compiled for %dx%d (%s, %d threads) in %.0f ms", hw[1], hw[0], self.precision, self.threads, seconds * 1e3)
         return request
 
     def infer(self, x: np.ndarray) -> np.ndarray:

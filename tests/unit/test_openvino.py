@@ -167,6 +167,24 @@ def test_shapes_compile_once_and_are_evicted_lru(tiny: Style) -> None:
     np.testing.assert_array_equal(engine.infer(a), ya)  # same shape, same request: identical output
 
 
+def test_prepare_compiles_ahead_from_another_thread(tiny: Style) -> None:
+    import threading
+
+    from vst.stream.backends.openvino_backend import OpenVinoEngine
+    from vst.stream.sources import TestSource
+
+    engine = OpenVinoEngine(tiny, "fp32")
+    assert engine.input_hw(66, 96) == (68, 96) and engine.input_hw(30, 30) == (64, 64)
+    worker = threading.Thread(target=engine.prepare, args=([(96, 66), (160, 90)],))
+    worker.start()
+    engine.infer(np.zeros((1, 3, 64, 64), np.float32))  # inference at another shape meanwhile
+    worker.join()
+    assert set(engine.shapes) == {(64, 64), (68, 96), (92, 160)}
+    compiled = dict(engine.compile_s)
+    engine(TestSource((96, 66)).render(0))
+    assert engine.compile_s == compiled  # the frame used the prepared shape: no compile
+
+
 def test_frames_of_different_sizes_in_one_stream(tiny: Style) -> None:
     """A size change mid-stream compiles the new shape; each size matches onnxruntime."""
     from vst.stream.sources import TestSource
