@@ -26,35 +26,36 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
-from vst.cli import check_output_path, parse_size, run_main, setup_logging
+from vst.cli import (DEFAULT_BLEND_BUDGET, ArgumentParser, add_budget_option, check_output_path, float_range,
+                     int_range, parse_size, run_main, setup_logging)  # fmt: skip
 from vst.errors import SourceError, VstError
-from vst.flow import FLOW_NAMES, make_flow
-from vst.imaging import fit_size
-from vst.metrics import (
-    PairGeometry,
-    PaintingSet,
-    load_paintings,
-    mean_abs_delta,
-    periodic_artefact_index,
-    sharpness_retained,
-    temporal_error,
-    video_geometry,
-)
-from vst.stream.blend import DEFAULT_BUDGET, BlendStage, add_budget_option, make_blend
+from vst.fileio import is_regular_file
+
+if TYPE_CHECKING:  # numpy, OpenCV, torch (metrics) and the blend stage load when work starts: --help is instant
+    import numpy as np
+
+    from vst.metrics import PairGeometry
+    from vst.stream.blend import BlendStage
 
 log = logging.getLogger("vst.eval")
+
+DEFAULT_BUDGET = DEFAULT_BLEND_BUDGET
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def load_frames(spec: str, size: tuple[int, int] | None, limit: int) -> list[np.ndarray]:
     """Up to ``limit`` RGB frames from a video/source spec or a folder of images, fitted to ``size``."""
+    import cv2
+
+    from vst.imaging import fit_size
+
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+        # regular files only: cv2.imread on a FIFO named x.png would block forever
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and is_regular_file(p))[:limit]
         if not files:
             raise SourceError(f"no images (.png/.jpg) in folder {spec}")
         frames = []
@@ -105,6 +106,10 @@ def score_blend(
 ) -> tuple[BlendResult, list[np.ndarray]]:  # fmt: skip
     """Run ``stage`` over the clip (a fresh stage: it keeps history) and score its outputs against the
     per-frame ones (E(V) ``base_e_v``) with the metric's ``geometry``. Returns the scores and the frames."""
+    import numpy as np
+
+    from vst.metrics import mean_abs_delta, sharpness_retained, temporal_error
+
     outs, times = [], []
     for x, g in zip(frames, stylized, strict=True):
         t0 = time.perf_counter()
@@ -131,6 +136,10 @@ def evaluate(
     budget: float | None = DEFAULT_BUDGET,
 ) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
     """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
+    from vst.flow import make_flow
+    from vst.metrics import temporal_error, video_geometry
+    from vst.stream.blend import BlendStage
+
     geometry = video_geometry(frames, make_flow(metric_flow))
     base = temporal_error(stylized, geometry)
     own = temporal_error(frames, geometry).e_v
@@ -146,6 +155,9 @@ def evaluate(
 
 def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray], blended: list[np.ndarray], count: int = 4) -> None:
     """PNG: rows input / per-frame / blended, ``count`` consecutive frames from the middle of the clip."""
+    import cv2
+    import numpy as np
+
     start = max(0, len(frames) // 2 - count // 2)
     sl = slice(start, start + count)
     rows = [np.concatenate(seq[sl], axis=1) for seq in (frames, stylized, blended)]
@@ -154,14 +166,25 @@ def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray]
         raise VstError(f"cannot write {path}")
 
 
+def check_image_output(path: Path) -> None:
+    """Refuse up front an image path OpenCV cannot write (it would fail after all the work)."""
+    import cv2
+
+    check_output_path(path)
+    if not path.suffix or not cv2.haveImageWriter(str(path)):
+        raise VstError(f"cannot write an image as {path.name!r}: use .png or .jpg")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vst-eval", description="Temporal consistency of a style: E(V) per-frame vs blended.")
+    from vst.flow import FLOW_NAMES
+
+    p = ArgumentParser(prog="vst-eval", description="Temporal consistency of a style: E(V) per-frame vs blended.")
     p.add_argument("input", help="video file, source spec (sample, testsrc) or folder of frames")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
-    p.add_argument("--blend", type=float, nargs="+", default=None, metavar="ALPHA",
+    p.add_argument("--blend", type=float_range(0.0, 1.0), nargs="+", default=None, metavar="ALPHA",
                    help="blend strengths to evaluate (default 1; 0.95 without a budget or in mode full/restore)")  # fmt: skip
     p.add_argument("--size", type=parse_size, default=(320, 180), help="fit frames inside WxH (default 320x180)")
-    p.add_argument("--frames", type=int, default=60, help="at most this many frames (default 60)")
+    p.add_argument("--frames", type=int_range(2, 100_000), default=60, help="at most this many frames, 2..100000 (default 60)")
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
@@ -181,15 +204,13 @@ def _body() -> int:
     setup_logging(-1 if args.quiet or args.json else args.verbose)
     if args.blend is None:  # the strongest setting that cannot freeze the picture
         args.blend = [1.0 if args.mode == "lowpass" and args.blend_budget is not None else 0.95]
-    if args.frames < 2:
-        raise VstError("--frames must be at least 2")
-    bad = [a for a in args.blend if not 0.0 <= a <= 1.0]
-    if bad:  # the mode-specific limit is BlendStage's; this catches typos before any work
-        raise VstError(f"--blend values must be in [0, 1], got {bad}")
-    for alpha in args.blend:
-        make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
     if args.strip:
-        check_output_path(args.strip)
+        check_image_output(args.strip)
+    from vst.metrics import PaintingSet, load_paintings, periodic_artefact_index
+    from vst.stream.blend import make_blend
+
+    for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendStage's
+        make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
     paintings = None
     if args.paintings is not None:
         try:
@@ -203,8 +224,10 @@ def _body() -> int:
     frames = load_frames(args.input, args.size, args.frames)  # before the engine: bad input fails fast
     if len(frames) < 2:
         raise SourceError(f"{args.input} has fewer than 2 frames")
+    from vst.stream.render import stylize_checked
+
     engine = make_engine(style, args.backend)
-    engine(frames[0])  # warm-up, not timed
+    stylize_checked(engine, lambda _x, y: y, frames[0], style.name, 0)  # warm-up (not timed) and shape check
     t0 = time.perf_counter()
     stylized = [engine(f) for f in frames]
     engine_ms = 1e3 * (time.perf_counter() - t0) / len(frames)

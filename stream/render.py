@@ -1,29 +1,30 @@
 """``vst-render INPUT OUTPUT --style NAME``: stylize a video file offline into an H.264 mp4.
 
 The output keeps the input's frame count and frame rate. It is written to a temporary file
-beside OUTPUT and renamed at the end, so an interrupted run never leaves a broken OUTPUT.
+beside OUTPUT and renamed at the end, so an interrupted run (Ctrl-C, SIGTERM, SIGHUP, an error)
+never leaves a broken OUTPUT or a stray partial file. INPUT may also be a stream URL (rtsp://,
+http://…), rendered until it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from vst.cli import check_output_path, parse_size, run_main, setup_logging
+from vst.cli import (DEFAULT_BLEND_BUDGET, ArgumentParser, add_blend_option, add_budget_option, check_output_path,
+                     int_range, parse_size, run_main, setup_logging)  # fmt: skip
 from vst.errors import VstError
-from vst.stream.blend import DEFAULT_BUDGET, add_budget_option, make_blend
-from vst.stream.engine import BACKENDS, make_engine
-from vst.stream.sources import AvSource, sample_path
-from vst.styles import resolve_style
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("vst.render")
+
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
 
 
 @dataclass(frozen=True)
@@ -40,78 +41,101 @@ class RenderConfig:
     """Engine precision."""
     blend: float = 0.0
     """Temporal blend strength alpha (0 = per-frame)."""
-    blend_budget: float | None = DEFAULT_BUDGET
+    blend_budget: float | None = DEFAULT_BLEND_BUDGET
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     crf: int = 18
-    """x264 constant rate factor for the output."""
+    """x264 constant rate factor for the output, 0 (lossless) .. 51."""
     progress: bool = True
     """Show a progress bar."""
     overwrite: bool = False
     """Replace an existing OUTPUT (never done silently: it may be the user's work)."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
+            raise VstError(f"crf must be an integer in 0..51, got {self.crf!r}")
 
-def render(src: Path, dst: Path, cfg: RenderConfig) -> int:
-    """Render ``src`` to ``dst``; returns the number of frames written."""
+
+def stylize_checked(engine: Any, blend: Any, image: np.ndarray, style: str, index: int) -> np.ndarray:
+    """One frame through engine and blend; a failure or a wrong-shaped result is a one-line VstError
+    (a model that returns one channel, or raises on real frames, must not end in a traceback)."""
+    try:
+        out = blend(image, engine(image))
+    except VstError:
+        raise
+    except Exception as e:
+        raise VstError(f"style {style!r} failed on frame {index}: {type(e).__name__}: {str(e).strip()[:160]}") from None
+    if getattr(out, "shape", None) != image.shape or str(getattr(out, "dtype", "")) != "uint8":
+        got = f"{getattr(out, 'shape', '?')} {getattr(out, 'dtype', '?')}"
+        raise VstError(f"style {style!r} returned {got} for a {image.shape} uint8 frame: not an RGB image model")
+    return out
+
+
+def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
+    """Render ``src`` (a file, 'sample' or a stream URL) to ``dst``; returns the number of frames written."""
     import av
+    from tqdm import tqdm
 
-    if str(src) == "sample" and not src.exists():
-        src = sample_path()
-    check_output_path(dst)
-    if dst.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+    from vst.fileio import atomic_output
+    from vst.stream.blend import make_blend
+    from vst.stream.engine import make_engine
+    from vst.stream.sources import AvSource, is_stream_url, sample_path
+    from vst.styles import resolve_style
+
+    src = str(src)  # never a Path: Path("rtsp://cam/x") is "rtsp:/cam/x"
+    if src == "sample" and not Path(src).exists():
+        src = str(sample_path())
+    dst = Path(dst)
+    if dst.suffix.lower() not in OUTPUT_SUFFIXES:
         raise VstError(f"output must be .mp4, .mkv or .mov, got {dst.name}")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+    check_output_path(dst)
+    if not is_stream_url(src) and dst.exists() and Path(src).exists() and dst.resolve() == Path(src).resolve():
         raise VstError("output and input are the same file")
     if dst.exists() and not cfg.overwrite:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
     blend = make_blend(cfg.blend, budget=cfg.blend_budget)  # alpha 0 passes frames through
     style = resolve_style(cfg.style)
-    source = AvSource(str(src), cfg.size)  # before the engine: a bad input fails fast
-    try:
-        engine = make_engine(style, cfg.backend, cfg.precision)
-    except BaseException:
-        source.close()
-        raise
-    w, h = source.size
-    rate = Fraction(source.fps).limit_denominator(100000)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    source = AvSource(src, cfg.size)  # before the engine: a bad input fails fast
     n = 0
     try:
-        with av.open(str(tmp), mode="w", format=dst.suffix.lstrip(".").replace("mkv", "matroska")) as out:
-            stream = out.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.codec_context.time_base = 1 / rate
-            stream.options = {"crf": str(cfg.crf), "preset": "medium"}
-            total = source.frames_hint or None
-            for frame in tqdm(source, total=total, unit="frame", disable=not cfg.progress, desc=dst.name):
-                styled = blend(frame.image, engine(frame.image))
-                vf = av.VideoFrame.from_ndarray(styled, format="rgb24")
-                vf.pts, vf.time_base = n, 1 / rate
-                out.mux(stream.encode(vf))
-                n += 1
-            out.mux(stream.encode(None))
-        if n == 0:
-            raise VstError(f"{src} contains no video frames")
-        os.replace(tmp, dst)
+        engine = make_engine(style, cfg.backend, cfg.precision)
+        w, h = source.size
+        rate = Fraction(source.fps).limit_denominator(100000)
+        with atomic_output(dst) as tmp:
+            with av.open(str(tmp), mode="w", format=dst.suffix.lower().lstrip(".").replace("mkv", "matroska")) as out:
+                stream = out.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.codec_context.time_base = 1 / rate
+                stream.options = {"crf": str(cfg.crf), "preset": "medium"}
+                total = source.frames_hint or None
+                for frame in tqdm(source, total=total, unit="frame", disable=not cfg.progress, desc=dst.name):
+                    styled = stylize_checked(engine, blend, frame.image, style.name, n)
+                    vf = av.VideoFrame.from_ndarray(styled, format="rgb24")
+                    vf.pts, vf.time_base = n, 1 / rate
+                    out.mux(stream.encode(vf))
+                    n += 1
+                out.mux(stream.encode(None))
+            if n == 0:
+                raise VstError(f"{source.name} contains no video frames")
     finally:
         source.close()
-        tmp.unlink(missing_ok=True)
     log.info("wrote %s: %d frames, %dx%d at %.3f fps", dst, n, w, h, float(rate))
     return n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vst-render", description="Stylize a video file into an H.264 mp4.")
-    p.add_argument("input", type=Path, help="input video file, or 'sample' for the bundled clip")
-    p.add_argument("output", type=Path, help="output .mp4 (written atomically)")
+    from vst.stream.engine import BACKENDS
+
+    p = ArgumentParser(prog="vst-render", description="Stylize a video file into an H.264 mp4.")
+    p.add_argument("input", help="input video file, a stream URL, or 'sample' for the bundled clip")
+    p.add_argument("output", type=Path, help="output .mp4/.mkv/.mov (written atomically)")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
     p.add_argument("--size", type=parse_size, default=None, help="fit frames inside WxH, aspect kept")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
-    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")
-    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")  # fmt: skip
+    add_blend_option(p, "temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
     add_budget_option(p)
-    p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better)")
+    p.add_argument("--crf", type=int_range(0, 51), default=18, help="x264 quality 0..51 (lower is better; default 18)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("-v", "--verbose", action="count", default=0)

@@ -4,6 +4,7 @@
     vst-stream --source sample --size 320x180 --fps 30
     vst-stream --source rtsp://127.0.0.1:8554/cam --token secret --max-viewers 4
     vst-stream --source browser          # the viewer's own camera in, stylized back out
+    vst-stream --host 0.0.0.0            # on the network: a token is generated and printed in the URL
 """
 
 from __future__ import annotations
@@ -16,39 +17,53 @@ import logging
 import secrets
 import signal
 import sys
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from vst.cli import parse_size, run_main, setup_logging
+from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, float_range, int_range, parse_size, run_main,
+                     setup_logging)  # fmt: skip
 from vst.errors import VstError
-from vst.stream.blend import add_budget_option
-from vst.stream.pipeline import Pipeline, PipelineConfig
-from vst.stream.server import ServerConfig, StreamServer, serve
-from vst.stream.webrtc import parse_ice_server, raise_encoder_caps, restrict_ice_to_host
+
+if TYPE_CHECKING:  # aiortc, aiohttp, torch and the engines load when serving starts: --help is instant
+    from vst.stream.server import StreamServer
 
 log = logging.getLogger("vst.stream")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each stops the server cleanly (peers closed, camera released). SIGHUP is not a reload: a closed
+terminal or a supervisor's hang-up must not kill the process without closing its sessions."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vst-stream", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.split("\n")[2:]))  # fmt: skip
+    p = ArgumentParser(prog="vst-stream", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="\n".join(__doc__.split("\n")[2:]))  # fmt: skip
     p.add_argument("--source", default="webcam",
                    help="webcam[:N] | rtsp://... | FILE | browser | testsrc | sample (default: webcam)")  # fmt: skip
     p.add_argument("--style", default=None, help="style name or file (default: the default style; see vst-styles list)")
     p.add_argument("--size", type=parse_size, default=(640, 360), help="fit frames into WxH (default 640x360)")
-    p.add_argument("--fps", type=float, default=None, help="pace files/testsrc at this rate (default: the file's own); camera rate hint")
-    p.add_argument("--backend", default="auto", help="auto | torch-cpu | torch-cuda | onnxruntime | tensorrt")
-    p.add_argument("--blend", type=float, default=0.0, help="temporal blend strength 0..1 (0: off; 1 measured best)")
+    p.add_argument("--fps", type=float_range(0.0, 240.0, lo_open=True), default=None,
+                   help="pace files/testsrc at this rate, up to 240 (default: the file's own); camera rate hint")  # fmt: skip
+    p.add_argument("--backend", default="auto", help="auto | openvino | onnxruntime | torch-cpu | torch-cuda | tensorrt")
+    add_blend_option(p, "temporal blend strength 0..1 (0: off; 1 measured best)")
     add_budget_option(p)
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for the network)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec sent to viewers")
-    p.add_argument("--bitrate", type=int, default=None, metavar="KBPS",
-                   help="target video bitrate in kbit/s (aiortc defaults: VP8 500, capped at 1500)")  # fmt: skip
+    p.add_argument("--bitrate", type=int_range(100, 50_000), default=None, metavar="KBPS",
+                   help="target video bitrate in kbit/s, 100..50000 (aiortc defaults: VP8 500, capped at 1500)")  # fmt: skip
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT[?transport=tcp]")  # fmt: skip
-    p.add_argument("--token", default=None,
-                   help="require this token on every API call (generated when --host is not loopback)")  # fmt: skip
-    p.add_argument("--max-viewers", type=int, default=8, help="concurrent viewers; more get 503 (default 8)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", default=None,
+                      help="require this token on every API call (generated when --host is not loopback)")  # fmt: skip
+    auth.add_argument("--no-auth", action="store_true",
+                      help="serve beyond loopback without a token (anyone who reaches the port controls the stream)")  # fmt: skip
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name, e.g. a DNS name or a proxy's public name (repeatable)")  # fmt: skip
+    p.add_argument("--max-viewers", type=int_range(1, 1000), default=8, help="concurrent viewers, 1..1000; more get 503 (default 8)")
+    p.add_argument("--connect-timeout", type=float_range(1.0, 600.0), default=15.0, metavar="SECONDS",
+                   help="close a session that has not connected after this long (default 15)")  # fmt: skip
     p.add_argument("--stamp-latency", action="store_true",
                    help="stamp capture time into the top rows of each frame (glass-to-glass measurement)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -75,42 +90,63 @@ def main(argv: list[str] | None = None) -> None:
     run_main(lambda: _run(args))
 
 
+def resolve_token(token: str | None, host: str, no_auth: bool) -> str | None:
+    """The token the server requires: the given one (never empty), a generated one when bound beyond
+    loopback, or None (loopback, or an explicit ``--no-auth``)."""
+    if token is not None:
+        if not token.strip():
+            raise VstError("--token is empty: give a secret, or leave --token out (a token is generated off loopback)")
+        if any(c.isspace() or not c.isprintable() for c in token):
+            raise VstError("--token must be printable characters without spaces")
+        return token
+    if _is_loopback(host):
+        return None
+    if no_auth:
+        log.warning("--host %s with --no-auth: anyone who can reach this port can watch and control the stream", host)
+        return None
+    log.warning("--host %s is reachable from other machines: generated a token (pass --token to choose it)", host)
+    return secrets.token_urlsafe(16)
+
+
 def _run(args: argparse.Namespace) -> int:
+    token = resolve_token(args.token, args.host, args.no_auth)
+    from vst.stream.sources import conceal
+    from vst.stream.webrtc import parse_ice_server
+
     for url in args.ice_server:
         parse_ice_server(url)  # fail before opening a camera
-    if args.max_viewers < 1:
-        raise VstError("--max-viewers must be at least 1")
-    if args.bitrate is not None and not 100 <= args.bitrate <= 50_000:
-        raise VstError("--bitrate is in kbit/s: use 100..50000")
-    if not 0 <= args.port <= 65535:
-        raise VstError(f"--port {args.port} is out of range")
-    token = args.token
-    if token is None and not _is_loopback(args.host):
-        token = secrets.token_urlsafe(12)
-        log.warning("--host %s is reachable from other machines: generated a token", args.host)
-    if args.bitrate:
-        raise_encoder_caps(args.bitrate * 1000)
-    restrict_ice_to_host(args.host)
+    source = conceal(args.source)  # the password never reaches states, banners, /stats or logs
+    from vst.stream.engine import BACKENDS
 
+    if args.backend not in ("auto", *BACKENDS):
+        raise VstError(f"unknown backend {args.backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+
+    from vst.stream.pipeline import Pipeline, PipelineConfig
+    from vst.stream.server import ServerConfig, StreamServer
+    from vst.stream.webrtc import raise_encoder_caps, restrict_ice_to_host
+
+    config = ServerConfig(host=args.host, port=args.port, token=token, max_viewers=args.max_viewers,
+                          codec=args.codec, bitrate=args.bitrate * 1000 if args.bitrate else None,
+                          ice_servers=tuple(args.ice_server), allowed_hosts=tuple(args.allowed_host),
+                          connect_timeout_s=args.connect_timeout)  # fmt: skip
     pipeline = Pipeline(
-        PipelineConfig(source=args.source, size=args.size, fps=args.fps, style=args.style,
+        PipelineConfig(source=source, size=args.size, fps=args.fps, style=args.style,
                        backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
                        stamp=args.stamp_latency)  # fmt: skip
     )
-    pipeline.start()  # opens the source and builds the engine: errors surface here, as one line
+    check_engine(pipeline, args.size)
+    if args.bitrate:
+        raise_encoder_caps(args.bitrate * 1000)
+    restrict_ice_to_host(args.host)
+    pipeline.start()  # opens the source (the engine is built): errors surface here, as one line
     try:
-        server = StreamServer(
-            pipeline,
-            ServerConfig(host=args.host, port=args.port, token=token, max_viewers=args.max_viewers,
-                         codec=args.codec, bitrate=args.bitrate * 1000 if args.bitrate else None,
-                         ice_servers=tuple(args.ice_server)),  # fmt: skip
-        )
+        server = StreamServer(pipeline, config)
         asyncio.run(_serve(server, args, token))
     finally:
         # A second Ctrl-C (or `timeout`, which signals the child and its group) must not abort the
         # joins half-way: that leaves native threads running at exit. The stop is bounded anyway
         # (faulthandler exits after 15 s).
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         pipeline.stop()  # releases the camera / RTSP connection
         faulthandler.cancel_dump_traceback_later()
@@ -118,18 +154,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_engine(pipeline: object, size: tuple[int, int]) -> None:
+    """Build the style's engine and run one frame through it before serving: a style that cannot run
+    (wrong graph, NaN weights, one output channel) fails at start with one line, not in every frame."""
+    import numpy as np
+
+    from vst.stream.render import stylize_checked
+    from vst.styles import check_style
+
+    style = pipeline.style  # type: ignore[attr-defined]
+    check_style(style)
+    engine = pipeline.build_engine(style)  # type: ignore[attr-defined]  # cached: start() reuses it
+    w, h = size
+    w, h = max(16, w - w % 2), max(16, h - h % 2)
+    yy, xx = np.mgrid[0:h, 0:w]
+    probe = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) % 256], -1).astype(np.uint8)
+    stylize_checked(engine, lambda _x, y: y, probe, style.name, 0)
+
+
 async def _serve(server: StreamServer, args: argparse.Namespace, token: str | None) -> None:
+    from vst.redact import redact_url
+    from vst.stream.server import serve
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
 
     def ready(port: int) -> None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)  # a browsable address
         host = f"[{host}]" if ":" in host else host
-        query = f"?token={token}" if token else ""
-        # the CLI's ready line: scripts and tests wait for it
-        print(f"vst-stream: {server.pipeline.style.name} from {args.source} at http://{host}:{port}/{query}", flush=True)  # noqa: T201
+        query = f"?token={quote(token, safe='')}" if token else ""
+        # the CLI's ready line: scripts and tests wait for it; it carries the token, like Jupyter's
+        print(f"vst-stream: {server.pipeline.style.name} from {redact_url(args.source)} at http://{host}:{port}/{query}", flush=True)  # noqa: T201
         print(f"vst-stream: WHEP endpoint http://{host}:{port}/whep", flush=True)  # noqa: T201
 
     await serve(server, stop, ready)

@@ -13,30 +13,46 @@ Endpoints (all but the static page and /health need the token when one is set, a
     POST /blend            JSON {alpha: float} -> temporal blend strength
     GET  /stats            JSON: source fps, inference ms, viewers, dropped frames, errors, CPU, RSS
     GET  /health           {"ok": true} (no token: for liveness probes)
+
+Hardening (docs/reliability.md, "Threat model"):
+- Host: only names this server serves (localhost, loopback, the bound/interface addresses,
+  ``--allowed-host``) are answered: a DNS-rebinding page gets 421.
+- Cross-site: state-changing requests must carry JSON (or SDP for WHEP), so browsers preflight
+  them, and a foreign ``Origin`` is refused (403). WHEP stays open cross-origin when a token guards it.
+- Sessions: a session not connected within ``connect_timeout_s`` is closed; half-open sessions have
+  their own small cap (``max_pending``; the oldest is dropped for a new offer), so they never hold a
+  viewer slot; a viewer whose peer goes silent (no RTCP/DTLS for ``viewer_timeout_s``) is closed.
+- Bodies are read within ``body_timeout_s``; request headers must arrive within ``header_timeout_s``.
+- Source URLs are shown with their credentials redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
+import math
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
+from vst.redact import redact_text, redact_url
 from vst.stream.pipeline import Pipeline
 from vst.stream.webrtc import Fanout, add_bitrate_fmtp, prefer_codec_in_offer, rtc_configuration
-from vst.styles import list_styles
+from vst.styles import check_style, list_styles, resolve_style
 
 log = logging.getLogger("vst.server")
 
@@ -50,19 +66,45 @@ class ServerConfig:
     port: int = 8080
     """TCP port; 0 picks a free one."""
     token: str | None = None
-    """Shared secret every API call must carry; None disables the check."""
+    """Shared secret every API call must carry; None disables the check (never an empty string)."""
     max_viewers: int = 8
-    """Concurrent WebRTC sessions; one more gets 503."""
+    """Concurrent connected viewers; one more gets 503."""
+    max_pending: int = 4
+    """Sessions answered but not yet connected (ICE/DTLS in progress). A new offer beyond this drops
+    the oldest half-open one, so offers that never connect cannot lock real viewers out."""
+    connect_timeout_s: float = 15.0
+    """A session not connected this long after its answer is closed."""
+    viewer_timeout_s: float = 6.0
+    """A connected viewer that sends nothing (RTCP, DTLS, ICE-over-DTLS) this long has left: closed.
+    Browsers and aiortc send RTCP about every second; ICE consent alone would take ~30 s."""
     codec: str = "vp8"
     """'vp8' or 'h264': what the server sends."""
     bitrate: int | None = None
     """Target video bitrate in bps (None: aiortc's defaults)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs handed to aiortc and to the page."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Extra Host names (and trusted page origins' host names) to answer, besides localhost, the
+    loopback addresses and the bound address (every interface address when bound to 0.0.0.0)."""
     max_body: int = 64 * 1024
     """Largest request body accepted (413 above it); a browser offer is ~5-10 KB."""
+    body_timeout_s: float = 10.0
+    """A request body must arrive within this (408 otherwise): slow clients cannot hold handlers."""
+    header_timeout_s: float = 10.0
+    """A connection must send its request headers within this, and is closed after this long idle."""
     offer_timeout_s: float = 15.0
     """Upper bound on answering one offer (ICE gathering included)."""
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token.strip():
+            raise VstError("the token is empty: pass a non-empty --token, or leave it out (and use --no-auth off loopback)")
+        for name in ("max_viewers", "max_pending", "max_body"):
+            if getattr(self, name) < 1:
+                raise VstError(f"{name} must be at least 1")
+        for name in ("connect_timeout_s", "viewer_timeout_s", "body_timeout_s", "header_timeout_s", "offer_timeout_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise VstError(f"{name} must be a positive number of seconds, got {value}")
 
 
 @dataclass
@@ -74,9 +116,17 @@ class Session:
     kind: str
     """'page' (JSON offer) or 'whep'."""
     publisher: bool = False
+    peer: str = ""
+    """The client's address, for logs."""
     created: float = field(default_factory=time.monotonic)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once ICE and DTLS completed: only then does the session hold a viewer slot."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     tracks: list[Any] = field(default_factory=list)
+
+
+class ClientGone(Exception):
+    """The client went away while we read its request: nothing to answer, nothing to log loudly."""
 
 
 def _error(status: int, message: str, *, sdp: bool = False) -> web.Response:
@@ -96,7 +146,10 @@ class StreamServer:
         self.sessions: dict[str, Session] = {}
         self.rejected: dict[str, int] = {}
         self.sessions_total = 0
-        self._admitting = 0  # offers being answered, counted against max_viewers
+        self.closed_reasons: dict[str, int] = {}
+        self._admitting = 0  # offers being answered, counted as half-open
+        self._switching = False  # one style switch at a time: each builds an engine
+        self._hosts, self._host_ips = served_hosts(config.host, config.allowed_hosts)
         self._cpu: tuple[float, float] = (time.monotonic(), _cpu_seconds())
         self.cpu_percent = 0.0
         self._sampler: asyncio.Task[None] | None = None
@@ -105,7 +158,9 @@ class StreamServer:
     # ------------------------------------------------------------------ app
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body, middlewares=[self._cors, self._errors, self._auth])
+        app = web.Application(
+            client_max_size=self.config.max_body, middlewares=[self._headers, self._errors, self._guard, self._auth]
+        )
         viewer = resources.files("vst.stream.viewer")
         self._static = {name: viewer.joinpath(name).read_text() for name in ("index.html", "viewer.js", "viewer.css")}
         app.router.add_get("/", self._page)
@@ -157,26 +212,91 @@ class StreamServer:
             if e.status == 413:
                 text = f"request body too large (limit {self.config.max_body} bytes)"
             resp = _error(e.status, text.removeprefix(f"{e.status}: "), sdp=sdp)
-            for k in ("Retry-After", "Allow"):
+            for k in ("Retry-After", "Allow", "Connection"):
                 if k in e.headers:
                     resp.headers[k] = e.headers[k]
+            if e.status == 408:
+                resp.force_close()
             return resp
         except VstError as e:
             self._count("400")
-            return _error(400, str(e), sdp=sdp)
+            return _error(400, redact_text(str(e)), sdp=sdp)
+        except ClientGone as e:  # one debug line, not a traceback per slow or vanished client
+            self._count("client_gone")
+            log.debug("%s %s: client went away mid-request (%s)", request.method, request.path, e)
+            resp = _error(400, "request body incomplete", sdp=sdp)
+            resp.force_close()
+            return resp
+        except (RecursionError, OverflowError, UnicodeError) as e:  # hostile input deep inside a parser
+            self._count("400")
+            return _error(400, f"malformed request: {type(e).__name__}", sdp=sdp)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             self._count("500")
             return _error(500, "internal error (see the server log)", sdp=sdp)
 
     @web.middleware
-    async def _cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """WHEP players may live on another origin: let them read Location (the token still guards)."""
+    async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """WHEP players may live on another origin: let them read Location (the token still guards).
+        Every response: no sniffing, no referrer (the page URL carries the token), no framing
+        (a framed viewer page would be clickjackable into same-origin style switches)."""
         resp = await handler(request)
         if request.path.startswith("/whep"):
             resp.headers["Access-Control-Allow-Origin"] = "*"
             resp.headers["Access-Control-Expose-Headers"] = "Location, ETag"
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         return resp
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Host allow-list (DNS rebinding), foreign-Origin refusal and content types (cross-site requests)."""
+        host = request.headers.get("Host")
+        if host is not None and not self._host_allowed(host):
+            raise web.HTTPMisdirectedRequest(
+                text=f"this server does not answer for host {host[:100]!r}; start vst-stream with --allowed-host NAME to allow it"
+            )
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            whep = request.path.startswith("/whep")
+            if origin is not None and not self._same_origin(origin, host) and not (whep and self.config.token):
+                hint = " (cross-origin WHEP players need a server started with --token)" if whep else ""
+                raise web.HTTPForbidden(text=f"cross-origin request from {origin[:100]!r} refused{hint}")
+            expected = _BODY_TYPES.get((request.method, request.path.split("/")[1] if "/" in request.path else ""))
+            if expected and request.content_type != expected:
+                raise web.HTTPUnsupportedMediaType(
+                    text=f"{request.method} {request.path} needs Content-Type: {expected}, not {request.content_type!r}"
+                )
+        return await handler(request)
+
+    def _host_allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        if name in self._hosts:
+            return True
+        try:
+            return ipaddress.ip_address(name) in self._host_ips
+        except ValueError:
+            return False
+
+    def _same_origin(self, origin: str, host: str | None) -> bool:
+        """The page that sent this is served here: its origin's host:port is the request's Host, or an
+        --allowed-host (a trusted front end, e.g. a reverse proxy's public name)."""
+        try:
+            parts = urlsplit(origin)
+            port = parts.port
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False  # 'null' (sandboxed frames, file://) and anything odd
+        default = 443 if parts.scheme == "https" else 80
+        origin_hostport = f"{parts.hostname}:{port or default}"
+        if host is not None:
+            name, _, hport = _split_host(host)
+            if origin_hostport == f"{name}:{hport or default}":
+                return True
+        return parts.hostname.rstrip(".") in {h.lower().rstrip(".") for h in self.config.allowed_hosts}
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -203,30 +323,46 @@ class StreamServer:
     async def _health(self, request: web.Request) -> web.Response:
         if request.path == "/favicon.ico":
             return web.Response(status=204)
-        return web.json_response({"ok": True, "state": self.pipeline.state})
+        # open to anyone who can reach the port: the state must not carry a camera password
+        return web.json_response({"ok": True, "state": redact_text(self.pipeline.state)})
 
     async def _config(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "styles": [s.name for s in list_styles()],
                 "style": self.pipeline.style.name,
-                "source": "browser" if self.pipeline.browser is not None else self.pipeline.config.source,
+                "source": "browser" if self.pipeline.browser is not None else redact_url(self.pipeline.config.source),
                 "codec": self.config.codec,
                 "bitrate": self.config.bitrate,
                 "blend": self.pipeline.blend_alpha,
                 "blend_available": self.pipeline.stats()["blend_available"],
+                # TURN credentials are for the page's own peer connection: every token holder is a viewer
                 "ice_servers": list(self.config.ice_servers),
                 "max_viewers": self.config.max_viewers,
                 "stamp": self.pipeline.config.stamp,
-            }
+            },
+            headers={"Cache-Control": "no-store"},
         )
+
+    def connected_sessions(self) -> list[Session]:
+        return [s for s in self.sessions.values() if s.connected.is_set()]
+
+    def pending_sessions(self) -> list[Session]:
+        """Answered, not connected yet, oldest first."""
+        return sorted((s for s in self.sessions.values() if not s.connected.is_set()), key=lambda s: s.created)
 
     async def _stats(self, _request: web.Request) -> web.Response:
         stats = self.pipeline.stats()
+        for key in ("source", "state", "last_error"):
+            if isinstance(stats.get(key), str):
+                stats[key] = redact_text(stats[key])
+        connected = self.connected_sessions()
         stats.update(
-            viewers=len(self.sessions),
-            publishers=sum(s.publisher for s in self.sessions.values()),
+            viewers=len(connected),
+            connecting=len(self.sessions) - len(connected) + self._admitting,
+            publishers=sum(s.publisher for s in connected),
             sessions_total=self.sessions_total,
+            sessions_closed=self.closed_reasons,
             frames_sent=self.fanout.sent(),
             track_errors=self.fanout.track_errors,
             rejected=self.rejected,
@@ -234,13 +370,28 @@ class StreamServer:
             rss_mb=round(_rss_bytes() / 2**20, 1),
             asyncio_tasks=len(asyncio.all_tasks()),
         )
-        return web.json_response(stats)
+        return web.json_response(stats, headers={"Cache-Control": "no-store"})
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body, within ``body_timeout_s`` (408) and ``max_body`` (413); a client that
+        vanishes mid-body is ``ClientGone``."""
+        try:
+            return await asyncio.wait_for(request.read(), self.config.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(text=f"request body not received within {self.config.body_timeout_s:g} s") from None
+        except (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError) as e:
+            raise ClientGone(f"{type(e).__name__}: {e}") from None
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
+        raw = await self._read_body(request)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise web.HTTPBadRequest(text=f"body is not valid JSON: {e}") from None
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError:
+            raise web.HTTPBadRequest(text="body is not UTF-8 text") from None
+        except RecursionError:
+            raise web.HTTPBadRequest(text="body is nested too deeply") from None
+        except ValueError as e:  # JSONDecodeError, NaN/Infinity, and the int-digits limit
+            raise web.HTTPBadRequest(text=f"body is not valid JSON: {str(e)[:120]}") from None
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="body must be a JSON object")
         return body
@@ -250,19 +401,23 @@ class StreamServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or kind != "offer":
             raise web.HTTPBadRequest(text='expected {"sdp": "<offer SDP>", "type": "offer"}')
-        session, answer = await self._answer(
-            sdp, "page", original=bool(body.get("original")), publish=bool(body.get("publish"))
-        )
+        flags = {}
+        for name in ("original", "publish"):
+            value = body.get(name, False)
+            if not isinstance(value, bool):
+                raise web.HTTPBadRequest(text=f'"{name}" must be true or false')
+            flags[name] = value
+        session, answer = await self._answer(sdp, "page", original=flags["original"], publish=flags["publish"], peer=request.remote)
         return web.json_response({"sdp": answer, "type": "answer", "id": session.id})
 
     async def _whep(self, request: web.Request) -> web.Response:
         if request.content_type != "application/sdp":
             raise web.HTTPUnsupportedMediaType(text="WHEP offers must be Content-Type: application/sdp")
         try:
-            sdp = (await request.read()).decode("utf-8")
+            sdp = (await self._read_body(request)).decode("utf-8")
         except UnicodeDecodeError:
             raise web.HTTPBadRequest(text="the SDP offer is not UTF-8 text") from None
-        session, answer = await self._answer(sdp, "whep", original=False, publish=False)
+        session, answer = await self._answer(sdp, "whep", original=False, publish=False, peer=request.remote)
         return web.Response(
             status=201,
             text=answer,
@@ -283,20 +438,31 @@ class StreamServer:
     async def _delete(self, request: web.Request) -> web.Response:
         sid = request.match_info["id"]
         if sid not in self.sessions:
-            raise web.HTTPNotFound(text=f"no session {sid}")
-        await self.close_session(sid)
+            raise web.HTTPNotFound(text=f"no session {sid[:40]}")
+        await self.close_session(sid, "deleted")
         return web.Response(status=200, text="")
 
     async def _style(self, request: web.Request) -> web.Response:
         body = await self._json(request)
         name = body.get("style")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name or len(name) > 200:
             raise web.HTTPBadRequest(text='expected {"style": "<name>"}')
         known = {s.name for s in list_styles()}
         if name not in known:  # names only: a viewer may not point the server at arbitrary files
-            raise web.HTTPBadRequest(text=f"unknown style {name!r}; available: {', '.join(sorted(known))}")
-        loop = asyncio.get_running_loop()
-        style = await loop.run_in_executor(None, self.pipeline.set_style, name)  # engine build is slow
+            raise web.HTTPBadRequest(text=f"unknown style {name[:80]!r}; available: {', '.join(sorted(known))}")
+        if self._switching:
+            raise web.HTTPTooManyRequests(text="a style switch is already in progress", headers={"Retry-After": "2"})
+        self._switching = True
+        try:
+            loop = asyncio.get_running_loop()
+
+            def switch() -> Any:  # engine builds are slow: off the event loop
+                check_style(resolve_style(name))  # a broken style is a 400 here, not errors in every frame
+                return self.pipeline.set_style(name)
+
+            style = await loop.run_in_executor(None, switch)
+        finally:
+            self._switching = False
         return web.json_response({"style": style.name})
 
     async def _blend(self, request: web.Request) -> web.Response:
@@ -304,13 +470,19 @@ class StreamServer:
         alpha = body.get("alpha")
         if not isinstance(alpha, int | float) or isinstance(alpha, bool):
             raise web.HTTPBadRequest(text='expected {"alpha": <number>}')
-        self.pipeline.set_blend(float(alpha))
+        try:
+            value = float(alpha)
+        except OverflowError:
+            raise web.HTTPBadRequest(text="alpha is out of range (0..1)") from None
+        if not math.isfinite(value):
+            raise web.HTTPBadRequest(text="alpha must be a finite number")
+        self.pipeline.set_blend(value)
         return web.json_response({"alpha": self.pipeline.blend_alpha, "available": self.pipeline.stats()["blend_available"]})
 
     # ------------------------------------------------------------------ sessions
 
-    async def _answer(self, offer: str, kind: str, *, original: bool, publish: bool) -> tuple[Session, str]:
-        if len(self.sessions) + self._admitting >= self.config.max_viewers:
+    async def _answer(self, offer: str, kind: str, *, original: bool, publish: bool, peer: str | None = None) -> tuple[Session, str]:
+        if len(self.connected_sessions()) >= self.config.max_viewers:
             raise web.HTTPServiceUnavailable(
                 text=f"server is full ({self.config.max_viewers} viewers, --max-viewers)", headers={"Retry-After": "10"}
             )
@@ -321,9 +493,19 @@ class StreamServer:
         if publish and self.pipeline.browser is None:
             raise web.HTTPBadRequest(text="this server does not take a browser camera (start it with --source browser)")
         offer = prefer_codec_in_offer(offer, self.config.codec)
+        await self._make_room_for_pending()
         self._admitting += 1
         pc = RTCPeerConnection(self.rtc_config)
-        session = Session(secrets.token_urlsafe(9), pc, kind, publisher=publish)
+        session = Session(secrets.token_urlsafe(9), pc, kind, publisher=publish, peer=peer or "")
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            log.info("session %s: %s", session.id, pc.connectionState)
+            if pc.connectionState == "connected":
+                session.connected.set()
+            elif pc.connectionState in ("failed", "closed"):
+                await self.close_session(session.id, pc.connectionState)
+
         try:
             if publish:  # aiortc fires "track" inside setRemoteDescription: listen first
                 self._take_camera(session)
@@ -348,18 +530,57 @@ class StreamServer:
             self._admitting -= 1
         self.sessions[session.id] = session
         self.sessions_total += 1
-
-        @pc.on("connectionstatechange")
-        async def _on_state() -> None:
-            log.info("session %s: %s", session.id, pc.connectionState)
-            if pc.connectionState in ("failed", "closed"):
-                await self.close_session(session.id)
+        session.tasks.append(asyncio.create_task(self._watch(session)))
 
         sdp = pc.localDescription.sdp
         if self.config.bitrate:
             sdp = add_bitrate_fmtp(sdp, self.config.bitrate // 1000)
-        log.info("session %s (%s%s) opened; %d viewers", session.id, kind, ", camera" if publish else "", len(self.sessions))
+        log.info("session %s (%s%s) answered for %s; %d connected, %d connecting", session.id, kind,
+                 ", camera" if publish else "", session.peer or "?", len(self.connected_sessions()),
+                 len(self.pending_sessions()))  # fmt: skip
         return session, sdp
+
+    async def _make_room_for_pending(self) -> None:
+        """Keep half-open sessions under ``max_pending``: the oldest gives way to a new offer.
+
+        Offers whose ICE never completes (no candidates, a client that vanished) would otherwise
+        hold their place until the connect timeout and, with a flood, keep every real viewer out.
+        """
+        while True:
+            pending = self.pending_sessions()
+            if len(pending) + self._admitting < self.config.max_pending:
+                return
+            if not pending:  # every half-open slot is an offer being answered right now
+                raise web.HTTPServiceUnavailable(text="too many sessions are being set up at once; retry", headers={"Retry-After": "2"})
+            log.info("session %s: dropped, still not connected after %.1f s (too many half-open sessions)",
+                     pending[0].id, time.monotonic() - pending[0].created)  # fmt: skip
+            await self.close_session(pending[0].id, "evicted (half-open)")
+
+    async def _watch(self, session: Session) -> None:
+        """Close ``session`` when it does not connect in time, or when its peer goes silent."""
+        try:
+            await asyncio.wait_for(session.connected.wait(), self.config.connect_timeout_s)
+        except asyncio.TimeoutError:
+            log.info("session %s: not connected within %.0f s; closed", session.id, self.config.connect_timeout_s)
+            await self.close_session(session.id, "connect timeout")
+            return
+        if len(self.connected_sessions()) > self.config.max_viewers:  # several half-open ones connected at once
+            log.info("session %s: connected, but the server is full; closed", session.id)
+            await self.close_session(session.id, "full")
+            return
+        log.info("session %s connected (%s); %d viewers", session.id, session.peer or "?", len(self.connected_sessions()))
+        last_rx, last_change = -1, time.monotonic()
+        poll = min(1.0, self.config.viewer_timeout_s / 3)
+        while session.id in self.sessions:
+            await asyncio.sleep(poll)
+            rx = await _packets_received(session.pc)
+            now = time.monotonic()
+            if rx is None or rx != last_rx:
+                last_rx, last_change = (rx if rx is not None else last_rx), now
+            elif now - last_change > self.config.viewer_timeout_s:
+                log.info("session %s: nothing received for %.0f s; the viewer left", session.id, now - last_change)
+                await self.close_session(session.id, "viewer silent")
+                return
 
     def _take_camera(self, session: Session) -> None:
         """Make this session's incoming video the pipeline input (the newest publisher wins)."""
@@ -390,16 +611,19 @@ class StreamServer:
                 self.pipeline.state = "waiting for a browser camera"
                 log.info("session %s: camera gone; waiting for another", session.id)
 
-    async def close_session(self, sid: str) -> None:
+    async def close_session(self, sid: str, reason: str = "closed") -> None:
         session = self.sessions.pop(sid, None)
         if session is None:
             return
+        self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
+        current = asyncio.current_task()
         for t in session.tasks:
-            t.cancel()
+            if t is not current:  # the watchdog may be the one closing: it must finish pc.close()
+                t.cancel()
         for track in session.tracks:
             track.stop()
         await session.pc.close()
-        log.info("session %s closed; %d viewers", sid, len(self.sessions))
+        log.info("session %s closed (%s); %d viewers", sid, reason, len(self.connected_sessions()))
 
     # ------------------------------------------------------------------ background
 
@@ -410,6 +634,98 @@ class StreamServer:
             t0, c0 = self._cpu
             self.cpu_percent = 100.0 * (c - c0) / max(t - t0, 1e-6)
             self._cpu = (t, c)
+
+
+_BODY_TYPES: dict[tuple[str, str], str] = {
+    ("POST", "offer"): "application/json",
+    ("POST", "style"): "application/json",
+    ("POST", "blend"): "application/json",
+    ("POST", "whep"): "application/sdp",
+}
+"""What each state-changing endpoint reads. Neither type is CORS-safelisted, so a browser must
+preflight a cross-site request (which we never grant outside WHEP): a text/plain form post is refused."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _split_host(value: str) -> tuple[str, str, str]:
+    """'Host' header -> (name, ':', port), the name lower-case without brackets or a trailing dot."""
+    v = value.strip().lower()
+    if v.startswith("["):
+        end = v.find("]")
+        name, rest = v[1:end] if end > 0 else v[1:], v[end + 1 :] if end > 0 else ""
+        _, sep, port = rest.partition(":")
+    elif v.count(":") == 1:
+        name, sep, port = v.partition(":")
+    else:
+        name, sep, port = v, "", ""
+    return name.rstrip("."), sep, port
+
+
+def _host_name(value: str) -> str:
+    return _split_host(value)[0]
+
+
+def served_hosts(bind: str, extra: tuple[str, ...] = ()) -> tuple[set[str], set[Any]]:
+    """Host names and addresses this server answers for: localhost, loopback, the bound address
+    (each interface's address when bound to all), the machine's name off loopback, and ``extra``."""
+    names = {"localhost"} | {_host_name(h) for h in extra if h.strip()}
+    ips: set[Any] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    wildcard = bind in ("", "0.0.0.0", "::")
+    try:
+        addr = ipaddress.ip_address(bind)
+        ips.add(addr)
+    except ValueError:
+        if not wildcard:
+            names.add(_host_name(bind))
+    if wildcard or (bind not in ("localhost",) and not _is_loopback_text(bind)):
+        names |= {socket.gethostname().lower(), socket.gethostname().lower() + ".local"}
+    if wildcard:
+        ips |= _interface_addresses()
+    return names, ips
+
+
+def _is_loopback_text(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _interface_addresses() -> set[Any]:
+    try:
+        import ifaddr  # aioice's own dependency: what ICE gathers on
+
+        raw = [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for a in ifaddr.get_adapters() for ip in a.ips]
+    except Exception:  # no ifaddr or no interfaces API: the name's addresses
+        try:
+            raw = [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+        except OSError:
+            raw = []
+    out = set()
+    for text in raw:
+        try:
+            out.add(ipaddress.ip_address(text.split("%")[0]))
+        except ValueError:
+            pass
+    return out
+
+
+async def _packets_received(pc: RTCPeerConnection) -> int | None:
+    """Datagrams the peer's transport has received (RTCP reports, DTLS): stops when the viewer is gone."""
+    for sender in pc.getSenders():
+        if sender.transport is None:
+            continue
+        try:
+            report = await sender.getStats()
+        except Exception:  # a transport closing under us
+            return None
+        for stat in report.values():
+            if getattr(stat, "type", "") == "transport":
+                return int(getattr(stat, "packetsReceived", 0))
+    return None
 
 
 def _cpu_seconds() -> float:
@@ -428,7 +744,11 @@ def _rss_bytes() -> int:
 
 async def serve(server: StreamServer, stop: asyncio.Event, on_ready: Callable[[int], None]) -> None:
     """Run ``server`` until ``stop`` is set (``on_ready(port)`` once listening), then close peers and the site."""
-    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request this long
+    # after connecting or after its last response (slow-header clients); lingering_time bounds how
+    # long an unread body is drained after an early answer (401, 413, 408...).
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False,
+                           keepalive_timeout=server.config.header_timeout_s, lingering_time=2.0)  # fmt: skip
     await runner.setup()
     try:
         site = web.TCPSite(runner, server.config.host, server.config.port)

@@ -9,11 +9,15 @@ Specs: a file path, ``rtsp://``/``rtsps://``/``http(s)://`` URLs (PyAV), ``webca
 (OpenCV, since the PyAV wheel has no v4l2), ``testsrc`` (synthetic motion) and ``sample``
 (the bundled clip). Frames are scaled to fit the requested size with the aspect ratio kept and
 even dimensions (what yuv420 encoders need).
+
+URLs with credentials: every message shows them redacted (``vst.redact``); ``conceal(spec)`` gives
+a spec that is safe to show anywhere and that ``open_source`` still opens with the real one.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -25,11 +29,42 @@ from typing import Any, Protocol
 import numpy as np
 
 from vst.errors import SourceError
+from vst.fileio import special_file_kind
 from vst.imaging import fit_size
+from vst.redact import redact_text, redact_url
 
 log = logging.getLogger("vst.sources")
 
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "srt://", "udp://")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://", "srt://", "udp://", "rtp://", "tcp://")
+MAX_FPS = 240.0
+"""Highest frame rate a source may be asked to pace at (testsrc at 'nan' fps ran unpaced at 2000)."""
+
+_CONCEALED: dict[str, str] = {}
+
+
+def conceal(spec: str) -> str:
+    """``spec`` with its credentials redacted, for configs, states, banners and logs.
+
+    ``open_source`` maps the redacted spec back to the real one, so a pipeline can carry the
+    redacted spec everywhere and still connect: the password then exists only here.
+    """
+    shown = redact_url(spec)
+    if shown != spec:
+        _CONCEALED[shown] = spec
+    return shown
+
+
+def check_fps(fps: float | None, what: str = "fps") -> float | None:
+    """A frame rate in (0, MAX_FPS], or None; anything else (0, negative, NaN, inf) is a SourceError."""
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
+        raise SourceError(f"{what} must be a number in (0, {MAX_FPS:g}], got {fps!r}")
+    return float(fps)
+
+
+def is_stream_url(spec: str) -> bool:
+    return spec.lower().startswith(STREAM_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -101,29 +136,44 @@ class AvSource:
         rtsp_transport: str = "tcp",
     ) -> None:
 
-        self.url = url
-        self.live = url.startswith(STREAM_SCHEMES)
+        self.url = url = _CONCEALED.get(url, url)
+        self.name = redact_url(url)
+        """What messages show: the URL with its credentials redacted."""
+        self.live = is_stream_url(url)
         self.loop = loop and not self.live
         self.pacer = _Pacer() if realtime and not self.live else None
+        self.timeouts = (open_timeout, read_timeout)
         options: dict[str, str] = {}
-        if url.startswith(("rtsp://", "rtsps://")):
+        if url.lower().startswith(("rtsp://", "rtsps://")):
             options = {"rtsp_transport": rtsp_transport, "timeout": str(int(read_timeout * 1e6))}
         elif self.live:
             options = {"rw_timeout": str(int(read_timeout * 1e6))}
         if not self.live:
+            if "://" in url:
+                raise SourceError(f"unsupported URL scheme in {self.name}: use {', '.join(s.rstrip(':/') for s in STREAM_SCHEMES)} or a file path")
             path = Path(url)
+            if kind := special_file_kind(path):  # a FIFO or device would block the decoder forever
+                raise SourceError(f"input {self.name} is {kind}, not a video file (cameras: --source webcam:N)")
             if not path.exists():
-                raise SourceError(f"input not found: {url}")
+                raise SourceError(f"input not found: {self.name}")
             if path.is_dir():
-                raise SourceError(f"input is a directory, not a video: {url}")
+                raise SourceError(f"input is a directory, not a video: {self.name}")
         self._open_args: dict[str, Any] = {"options": options, "timeout": (open_timeout, read_timeout)}
         self.container = self._open()
-        stream = self.container.streams.video[0]
-        self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-        self.frames_hint = int(stream.frames or 0)
-        cc = stream.codec_context
-        self.size = fit_size(cc.width, cc.height, size)
         self._closed = False
+        try:
+            stream = self.container.streams.video[0]
+            cc = stream.codec_context
+            if not cc.width or not cc.height:
+                raise SourceError(f"{self.name}: the video stream has no frame size")
+            self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+            if not math.isfinite(self.fps) or not 0 < self.fps <= 1000:
+                self.fps = 25.0  # a broken header; the frames' own timestamps still pace playback
+            self.frames_hint = int(stream.frames or 0)
+            self.size = fit_size(cc.width, cc.height, size)
+        except BaseException:
+            self.close()
+            raise
 
     def _open(self) -> Any:
         import av
@@ -131,12 +181,12 @@ class AvSource:
         try:
             container = av.open(self.url, mode="r", **self._open_args)
         except av.error.ExitError:
-            raise SourceError(f"timed out opening {self.url}") from None
+            raise SourceError(f"timed out opening {self.name} (no answer within {self.timeouts[0]:g} s)") from None
         except (av.error.FFmpegError, OSError) as e:
-            raise SourceError(f"cannot open {self.url}: {_av_reason(e)}") from None
+            raise SourceError(f"cannot open {self.name}: {_av_reason(e)}") from None
         if not container.streams.video:
             container.close()
-            raise SourceError(f"{self.url} has no video stream")
+            raise SourceError(f"{self.name} has no video stream")
         container.streams.video[0].thread_type = "AUTO"
         return container
 
@@ -157,13 +207,13 @@ class AvSource:
                     yield Frame(np.ascontiguousarray(image), last_pts, index)
                     index += 1
             except av.error.ExitError:
-                raise SourceError(f"read timed out on {self.url}") from None
+                raise SourceError(f"read timed out on {self.name} (no data for {self.timeouts[1]:g} s)") from None
             except (av.error.FFmpegError, OSError) as e:
                 if self._closed:
                     return
-                raise SourceError(f"decoding {self.url} failed: {_av_reason(e)}") from None
+                raise SourceError(f"decoding {self.name} failed: {_av_reason(e)}") from None
             if index == 0:
-                raise SourceError(f"{self.url} contains no decodable video frames")
+                raise SourceError(f"{self.name} contains no decodable video frames")
             if not self.loop:
                 return
             offset = last_pts + 1.0 / self.fps
@@ -174,12 +224,13 @@ class AvSource:
         try:
             self.container.close()
         except Exception:  # closing a broken container must not mask the real error
-            log.debug("error while closing %s", self.url, exc_info=True)
+            log.debug("error while closing %s", self.name, exc_info=True)
 
 
 def _av_reason(e: BaseException) -> str:
+    """FFmpeg's reason ('Connection refused', 'Server returned 404 Not Found'), without the URL it appends."""
     text = getattr(e, "strerror", None) or str(e)
-    return " ".join(str(text).split())[:160]
+    return " ".join(redact_text(str(text)).split())[:160]
 
 
 class WebcamSource:
@@ -191,6 +242,9 @@ class WebcamSource:
                  capture_size: tuple[int, int] | None = None) -> None:  # fmt: skip
         import cv2
 
+        if capture_size and not all(16 <= v <= 8192 for v in capture_size):
+            raise SourceError(f"webcam mode {capture_size[0]}x{capture_size[1]} is out of range (16..8192 per side)")
+        fps = check_fps(fps, "webcam frame rate")
         self.cap = cv2.VideoCapture(index)
         if not self.cap.isOpened():
             raise SourceError(f"cannot open webcam {index} (is a camera attached and not in use?)")
@@ -238,7 +292,7 @@ class TestSource:
                  realtime: bool = False) -> None:  # fmt: skip
         self.size = size or (640, 360)
         self.size = fit_size(*self.size, None)
-        self.fps = fps
+        self.fps = check_fps(fps, "testsrc frame rate") or 30.0
         self.frames = frames
         self.pacer = _Pacer() if realtime else None
         w, h = self.size
@@ -287,13 +341,20 @@ def open_source(
     """Open a source from its spec string (see module docstring).
 
     ``realtime`` paces files and testsrc at their frame rate (for serving); ``loop`` restarts files.
+    A spec from ``conceal`` opens the real (unredacted) URL.
     """
+    spec = _CONCEALED.get(spec, spec)
+    fps = check_fps(fps)
+    if not spec:
+        raise SourceError("empty source: use webcam, rtsp://…, a file, testsrc or sample")
     if spec == "sample":
         return AvSource(str(sample_path()), size, loop=loop, realtime=realtime)
     if spec == "testsrc":
         return TestSource(size or (640, 360), fps or 30.0, realtime=realtime)
     if m := _WEBCAM.match(spec):
         index = int(m.group(1) or 0)
+        if index > 63:
+            raise SourceError(f"bad webcam index {index}: cameras are numbered 0, 1, 2…")
         cap = (int(m.group(2)), int(m.group(3))) if m.group(2) else None
         cam_fps = float(m.group(4)) if m.group(4) else fps
         return WebcamSource(index, size, cam_fps, cap)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from vst.errors import StyleError
+from vst.fileio import atomic_output
+from vst.redact import redact_url
 
 log = logging.getLogger("vst.pull")
 
@@ -51,41 +50,38 @@ def catalog_url(name: str) -> tuple[str, str | None]:
 
 def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
     """Fetch ``url`` to ``dest`` atomically; a checksum mismatch leaves nothing behind."""
+    from tqdm import tqdm
+
     if not url.startswith(("http://", "https://")):
-        raise StyleError(f"only http(s) URLs can be pulled, got {url!r}")
+        raise StyleError(f"only http(s) URLs can be pulled, got {redact_url(url)!r}")
+    shown = redact_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                resp = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "vst"}), timeout=timeout)
-            except urllib.error.HTTPError as e:
-                raise StyleError(f"download failed: {url} answered HTTP {e.code} {e.reason}") from None
-            except (urllib.error.URLError, TimeoutError, OSError) as e:
-                raise StyleError(f"download failed: cannot reach {url} ({getattr(e, 'reason', e)})") from None
-            with resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                got_bytes = 0
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                    try:
-                        while chunk := resp.read(1 << 16):
-                            f.write(chunk)
-                            digest.update(chunk)
-                            got_bytes += len(chunk)
-                            bar.update(len(chunk))
-                    except (TimeoutError, OSError) as e:
-                        raise StyleError(f"download of {url} broke off: {e}") from None
-            if total is not None and got_bytes != total:
-                raise StyleError(f"download of {url} is truncated: {got_bytes} of {total} bytes")
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_output(dest) as tmp, tmp.open("wb") as f:
+        try:
+            resp = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "vst"}), timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise StyleError(f"download failed: {shown} answered HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+            raise StyleError(f"download failed: cannot reach {shown} ({getattr(e, 'reason', e)})") from None
+        with resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            got_bytes = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                try:
+                    while chunk := resp.read(1 << 16):
+                        f.write(chunk)
+                        digest.update(chunk)
+                        got_bytes += len(chunk)
+                        bar.update(len(chunk))
+                except (TimeoutError, OSError) as e:
+                    raise StyleError(f"download of {shown} broke off: {e}") from None
+        if total is not None and got_bytes != total:
+            raise StyleError(f"download of {shown} is truncated: {got_bytes} of {total} bytes")
+        f.flush()
+        os.fsync(f.fileno())
         got = digest.hexdigest()
         if sha256 and got.lower() != sha256.lower():
-            raise StyleError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
-        os.replace(tmp, dest)
-        log.info("downloaded %s (%s)", dest, got[:16])
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+            raise StyleError(f"checksum mismatch for {shown}: expected sha256 {sha256}, got {got}")
+    log.info("downloaded %s (%s)", dest, got[:16])
+    return dest

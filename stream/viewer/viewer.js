@@ -126,7 +126,8 @@ async function connect() {
     if (vst.pc !== pc) return;
     vst.state = s;
     if (s === "connected") { show(""); vst.retries = 0; }
-    if (s === "failed" || s === "disconnected") {
+    // "closed" while still ours: the server ended the session (timeout, restart); reconnect too
+    if (s === "failed" || s === "disconnected" || s === "closed") {
       const wait = Math.min(10, 2 ** vst.retries++);
       show(`Connection ${s}; reconnecting in ${wait}s…`, "error");
       setTimeout(() => { if (vst.pc === pc) connect(); }, wait * 1000);
