@@ -5,7 +5,8 @@
     python benchmarks/generators.py --sizes 256x256 640x360 --runtimes torch-fp32 ort --json gen.json
 
 Rows: ResNet-9 and ResNet-6 (CycleGAN, ngf 64), Johnson (fast-neural-style), compact (width 16,
-5 blocks). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the best
+5 blocks, the first bundled monet's transposed convs) and compact-rr (the same with
+resize-convolution and reflection padding: today's bundled styles). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the best
 ms/frame (the fastest of --reps runs) of each runtime: eager torch fp32, torch bf16 autocast (CPUs with native bf16), and
 onnxruntime fp32 on our ONNX export. Weights are seeded random: timing does not depend on them.
 """
@@ -34,6 +35,8 @@ ARCHS: dict[str, GeneratorSpec] = {
     "resnet6": GeneratorSpec("resnet", {"ngf": 64, "n_blocks": 6}),
     "johnson": GeneratorSpec("johnson", {}),
     "compact": GeneratorSpec("compact", {"width": 16, "n_blocks": 5}),
+    # The bundled styles' layout since issue 15: resize-convolution and reflection padding.
+    "compact-rr": GeneratorSpec("compact", {"width": 16, "n_blocks": 5, "upsample": "resize", "pad": "reflect"}),
 }
 RUNTIMES = ("torch-fp32", "torch-bf16", "ort", "cuda-fp16")
 

@@ -22,29 +22,17 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
-from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.metrics import PaintingSet, load_paintings, periodic_artefact_index, temporal_error, video_geometry
 from vst.stream.eval_cli import load_frames
 from vst.styles import load_generator, resolve_style
+from vst.train.evaluate import stylize
 
 log = logging.getLogger("vst.bench.style")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIPS = {"carphone": ("videos/carphone_pristine.mp4", 60), "market": ("frames/sintel_market", 10)}
-
-
-@torch.no_grad()
-def stylize(net: torch.nn.Module, frames: list[np.ndarray]) -> list[np.ndarray]:
-    outs = []
-    for f in frames:
-        x, (h, w) = pad_to_multiple(to_tensor(f))
-        outs.append(to_frame(net(x)[..., :h, :w]))
-    return outs
 
 
 def main_body() -> int:
