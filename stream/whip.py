@@ -1,0 +1,464 @@
+"""WHIP client (RFC 9725): publish one video track to any WHIP ingest (Janus, LiveKit, Cloudflare…).
+
+One publish is one HTTP exchange and one peer connection:
+
+    POST url            application/sdp offer (non-trickle: ICE gathering done)  -> 201, Location, SDP answer
+    DELETE Location     on stop, and before every re-publish (so one-publisher endpoints free their slot)
+
+``WhipPublisher`` keeps publishing in a background task: when the connection drops (aiortc reports
+failed/closed, or the server stops sending RTCP/STUN for ``silence_timeout_s``, which is how a
+killed or restarted SFU shows up long before ICE consent expires) it tears the session down and
+POSTs a fresh offer, with capped exponential backoff. That task never raises: every failure becomes
+``stats()["last_error"]`` and one log line. ICE restarts over PATCH (optional in the RFC) are not
+used: a new POST also survives a server that lost all its state.
+
+aiortc stops a sender's track when its connection closes, so the source track is never handed to
+aiortc directly: each connection gets a ``_Forward`` track reading from it, and the source outlives
+every re-publish. The caller owns the source and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from vst.errors import VstError
+
+log = logging.getLogger("vst.whip")
+
+State = Literal["idle", "connecting", "publishing", "retrying", "ended", "stopped"]
+
+
+class WhipError(VstError):
+    """A WHIP publish failed: an HTTP error answer, an unreachable server, or a connection that
+    never came up. The message is one line and carries no credentials."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status of the server's answer, None when there was no answer."""
+
+
+@dataclass(frozen=True)
+class WhipConfig:
+    """How a ``WhipPublisher`` talks to its WHIP endpoint."""
+
+    token: str | None = None
+    """Sent as ``Authorization: Bearer TOKEN`` on POST and DELETE; None sends no header."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs (``--ice-server`` syntax). Empty means none at all, not aiortc's default public
+    STUN server: an SFU with a public address is reached from host candidates."""
+    codec: Literal["vp8", "h264"] | None = None
+    """Offer only this video codec (plus RTX); None offers aiortc's list (VP8 first)."""
+    request_timeout_s: float = 10.0
+    """Upper bound on one HTTP request (POST or DELETE)."""
+    gather_timeout_s: float = 10.0
+    """Upper bound on ICE gathering before the offer is sent."""
+    connect_timeout_s: float = 15.0
+    """The connection must reach 'connected' this long after the answer, or the attempt fails."""
+    silence_timeout_s: float = 5.0
+    """A publishing connection that receives nothing (RTCP reports, STUN) this long is dead.
+    SFUs send receiver reports about every second; ICE consent alone would take ~30 s."""
+    backoff_initial_s: float = 0.5
+    """First wait before re-publishing; doubles after each failed attempt."""
+    backoff_max_s: float = 8.0
+    """Cap on the wait between attempts: a restarted server is found again within this."""
+    poll_interval_s: float = 1.0
+    """How often the connection's stats (bytes sent, packets received) are read."""
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token.strip():
+            raise VstError("the WHIP token is empty: pass a non-empty --publish-token or leave it out")
+        if self.token is not None and any(c in self.token for c in "\r\n"):
+            raise VstError("the WHIP token must be one line")
+        if self.codec not in (None, "vp8", "h264"):
+            raise VstError(f"WHIP codec must be vp8 or h264, not {self.codec!r}")
+        for name in ("request_timeout_s", "gather_timeout_s", "connect_timeout_s", "silence_timeout_s",
+                     "backoff_initial_s", "backoff_max_s", "poll_interval_s"):  # fmt: skip
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise VstError(f"{name} must be a positive number of seconds, got {value}")
+
+
+class _Forward(MediaStreamTrack):
+    """Hands the source track's frames to one peer connection (see module docstring).
+
+    ``recv`` only ends when the source ends (MediaStreamError) or this forwarder is stopped: any
+    other error from the source is counted, logged and retried, because an exception escaping
+    ``recv`` silently stops aiortc's sender while the connection stays up.
+    """
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+        self.frames = 0
+        self.errors = 0
+
+    async def recv(self) -> Any:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            try:
+                frame = await self.source.recv()
+            except (asyncio.CancelledError, MediaStreamError):
+                raise
+            except Exception:
+                self.errors += 1
+                if self.errors <= 3 or self.errors % 100 == 0:
+                    log.exception("source track recv failed (%d errors)", self.errors)
+                await asyncio.sleep(0.05)
+                continue
+            self.frames += 1
+            return frame
+
+
+class WhipPublisher:
+    """Publishes ``track`` to the WHIP endpoint ``url`` and keeps it published until ``stop()``.
+
+    ``start()`` returns at once; publishing, re-publishing and errors happen in a background task.
+    ``publish_once()`` is one attempt that raises ``WhipError`` (the background task is built on it).
+    ``stats()`` is a JSON-ready dict: state, bytes/packets/frames sent, reconnects, last error.
+    """
+
+    def __init__(self, url: str, track: MediaStreamTrack, config: WhipConfig | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise VstError(f"bad WHIP URL {safe_url(url)!r}: use http(s)://HOST[:PORT]/PATH")
+        self.url = url
+        self.track = track
+        self.config = config or WhipConfig()
+        self.state: State = "idle"
+        self.last_error: str | None = None
+        self.attempts = 0
+        self.publishes = 0
+        self._safe = safe_url(url)
+        self._rtc = self._rtc_configuration()
+        self._http: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pc: RTCPeerConnection | None = None
+        self._forward: _Forward | None = None
+        self._lost: asyncio.Event | None = None
+        self._resource: str | None = None
+        self._since: float | None = None
+        self._done = {"bytes": 0, "packets": 0, "frames": 0}  # totals of finished connections
+        self._live = {"bytes": 0, "packets": 0}
+        self._rx = -1
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> None:
+        """Begin publishing in the background (call from the event loop that serves the track)."""
+        if self._task is not None:
+            raise RuntimeError("WhipPublisher.start() called twice")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"whip {self._safe}")
+
+    async def stop(self) -> None:
+        """Stop re-publishing, DELETE the session on the server and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._teardown()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        self.state = "stopped"
+        log.info("%s: stopped (%d publishes, %d bytes sent)", self._prefix, self.publishes, self.stats()["bytes_sent"])
+
+    async def publish_once(self) -> None:
+        """One publish: offer, POST, answer, connected. Raises WhipError (the session is torn down)."""
+        self.attempts += 1
+        self.state = "connecting"
+        try:
+            await self._publish()
+        except BaseException:
+            await self._teardown()
+            raise
+        self.publishes += 1
+        self.state = "publishing"
+        self._since = time.monotonic()
+        self.last_error = None
+        log.info("%s: publishing%s", self._prefix, f" (re-publish {self.publishes - 1})" if self.publishes > 1 else "")
+
+    async def wait_publishing(self, timeout: float) -> bool:
+        """True once the state is 'publishing' (polls; for CLIs and tests), False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.state != "publishing":
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """``{url, state, bytes_sent, packets_sent, frames_sent, reconnects, attempts, last_error,
+        publishing_s}``: the URL without credentials, totals over every connection so far."""
+        frames = self._done["frames"] + (self._forward.frames if self._forward is not None else 0)
+        return {
+            "url": self._safe,
+            "state": self.state,
+            "bytes_sent": self._done["bytes"] + self._live["bytes"],
+            "packets_sent": self._done["packets"] + self._live["packets"],
+            "frames_sent": frames,
+            "reconnects": max(self.publishes - 1, 0),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "publishing_s": round(time.monotonic() - self._since, 1) if self.state == "publishing" and self._since else None,
+        }
+
+    # ------------------------------------------------------------------ one publish
+
+    @property
+    def _prefix(self) -> str:
+        return f"whip {self._safe}"
+
+    def _rtc_configuration(self) -> RTCConfiguration:
+        if not self.config.ice_servers:
+            return RTCConfiguration(iceServers=[])  # explicit: aiortc's default adds a public STUN server
+        from vst.stream.webrtc import parse_ice_server  # the one --ice-server parser (webrtc imports the pipeline)
+
+        return RTCConfiguration(iceServers=[parse_ice_server(u) for u in self.config.ice_servers])
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        headers = dict(extra)
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        return headers
+
+    async def _publish(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s))
+        pc = RTCPeerConnection(self._rtc)
+        lost = asyncio.Event()
+        self._pc, self._lost, self._rx = pc, lost, -1
+        self._forward = _Forward(self.track)
+        transceiver = pc.addTransceiver(self._forward, direction="sendonly")
+        if self.config.codec:
+            transceiver.setCodecPreferences(_codecs(self.config.codec))
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            log.debug("%s: connection %s", self._prefix, pc.connectionState)
+            if pc.connectionState in ("failed", "closed"):
+                lost.set()
+
+        # aiortc gathers every candidate inside setLocalDescription: the offer is complete (non-trickle)
+        try:
+            await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), self.config.gather_timeout_s)
+        except asyncio.TimeoutError:
+            raise WhipError(f"WHIP publish to {self._safe}: ICE gathering took over {self.config.gather_timeout_s:g} s") from None
+        answer = await self._post(pc.localDescription.sdp)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        except Exception as e:  # aiortc raises ValueError/KeyError/... on SDP it cannot use
+            raise WhipError(f"WHIP publish to {self._safe}: unusable SDP answer ({type(e).__name__}: {str(e)[:160]})") from None
+        deadline = time.monotonic() + self.config.connect_timeout_s
+        while pc.connectionState != "connected":
+            if lost.is_set():
+                raise WhipError(f"WHIP publish to {self._safe}: the connection {pc.connectionState} during ICE/DTLS setup")
+            if time.monotonic() > deadline:
+                raise WhipError(
+                    f"WHIP publish to {self._safe}: not connected within {self.config.connect_timeout_s:g} s "
+                    f"(ICE {pc.iceConnectionState}); the server's candidates may be unreachable (--ice-server)"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _post(self, offer: str) -> str:
+        """POST the offer; return the SDP answer and remember the session's resource URL."""
+        assert self._http is not None
+        try:
+            async with self._http.post(self.url, data=offer.encode(), headers=self._headers(**{"Content-Type": "application/sdp"})) as r:
+                body = await r.text(errors="replace")
+                status, reason, final = r.status, r.reason or "", str(r.url)
+                location = r.headers.get("Location")
+        except asyncio.TimeoutError:
+            raise WhipError(f"WHIP publish to {self._safe}: no answer within {self.config.request_timeout_s:g} s") from None
+        except aiohttp.ClientConnectorError as e:
+            raise WhipError(f"WHIP publish to {self._safe}: cannot connect ({_os_reason(e)})") from None
+        except aiohttp.ClientError as e:
+            raise WhipError(f"WHIP publish to {self._safe}: {type(e).__name__}: {redact_text(str(e))[:160]}") from None
+        if status not in (200, 201):
+            raise WhipError(_status_message(self._safe, status, reason, body), status)
+        if location:
+            self._resource = urljoin(final, location)
+        else:  # RFC 9725 requires it; without it the server cannot be told that we left
+            log.warning("%s: the answer has no Location header: the session cannot be deleted on stop", self._prefix)
+        if not body.lstrip().startswith("v=0"):
+            raise WhipError(f"WHIP publish to {self._safe}: the {status} answer is not SDP ({_first_line(body)!r})", status)
+        return body
+
+    # ------------------------------------------------------------------ background
+
+    async def _run(self) -> None:
+        delay = self.config.backoff_initial_s
+        while True:
+            try:
+                await self.publish_once()
+                delay = self.config.backoff_initial_s  # a good publish resets the backoff
+                reason = await self._watch()
+                if reason == "ended":
+                    await self._teardown()
+                    self.state = "ended"
+                    log.info("%s: the source track ended; not re-publishing", self._prefix)
+                    return
+                self.last_error = f"connection lost: {reason}"
+                log.warning("%s: connection lost (%s); re-publishing", self._prefix, reason)
+            except asyncio.CancelledError:
+                raise
+            except WhipError as e:
+                self.last_error = str(e)
+                log.warning("%s", e)
+            except Exception as e:  # never let the task die: log with traceback and retry
+                self.last_error = f"{type(e).__name__}: {redact_text(str(e))[:200]}"
+                log.exception("%s: publish failed", self._prefix)
+            await self._teardown()
+            self.state = "retrying"
+            wait = delay * self._rng.uniform(0.8, 1.2)  # jitter: many vst processes do not retry in lockstep
+            log.info("%s: retrying in %.1f s", self._prefix, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, self.config.backoff_max_s)
+
+    async def _watch(self) -> str:
+        """Wait until the publishing connection is lost; return why ('ended' when the source ended)."""
+        assert self._pc is not None and self._lost is not None
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.config.poll_interval_s)
+                return f"connection {self._pc.connectionState}"
+            except asyncio.TimeoutError:
+                pass
+            if self.track.readyState == "ended":
+                return "ended"
+            if await self._poll_stats(self._pc):
+                quiet_since = time.monotonic()
+            elif (quiet := time.monotonic() - quiet_since) > self.config.silence_timeout_s:
+                return f"nothing received from the server for {quiet:.0f} s"
+
+    async def _poll_stats(self, pc: RTCPeerConnection) -> bool:
+        """Refresh bytes/packets sent; True when the server sent us anything since the last poll."""
+        try:
+            report = await pc.getStats()
+        except Exception:  # a transport closing under us: no news
+            return False
+        rx = self._rx
+        for stat in report.values():
+            kind = getattr(stat, "type", "")
+            if kind == "outbound-rtp":
+                self._live = {"bytes": int(stat.bytesSent or 0), "packets": int(stat.packetsSent or 0)}
+            elif kind == "transport":
+                rx = int(getattr(stat, "packetsReceived", 0) or 0)
+        heard, self._rx = rx != self._rx, rx
+        return heard
+
+    async def _teardown(self) -> None:
+        """DELETE the server's session and close the connection; never raises."""
+        pc, forward, resource = self._pc, self._forward, self._resource
+        self._pc, self._forward, self._resource, self._lost = None, None, None, None
+        if pc is not None:
+            await self._poll_stats(pc)  # the last byte counts of this connection
+        self._done["bytes"] += self._live["bytes"]
+        self._done["packets"] += self._live["packets"]
+        self._done["frames"] += forward.frames if forward is not None else 0
+        self._live = {"bytes": 0, "packets": 0}
+        if resource is not None and self._http is not None:
+            try:
+                async with self._http.delete(resource, headers=self._headers(),
+                                             timeout=aiohttp.ClientTimeout(total=min(self.config.request_timeout_s, 5.0))) as r:  # fmt: skip
+                    if r.status >= 300:  # e.g. 404 after a server restart: nothing left to delete
+                        log.info("%s: DELETE %s answered %d", self._prefix, safe_url(resource), r.status)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                log.info("%s: DELETE %s failed (%s)", self._prefix, safe_url(resource), type(e).__name__)
+        if forward is not None:
+            forward.stop()
+        if pc is not None:
+            try:
+                await pc.close()
+            except Exception:
+                log.exception("%s: closing the peer connection failed", self._prefix)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _codecs(name: str) -> list[Any]:
+    mime = {"vp8": "video/VP8", "h264": "video/H264"}[name]
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in caps if c.mimeType == mime] + [c for c in caps if c.mimeType == "video/rtx"]
+
+
+_HINTS = {
+    400: "the server refused the offer",
+    401: "check the token (--publish-token)",
+    403: "check the token (--publish-token), or the endpoint already has a publisher",
+    404: "no such WHIP endpoint: check the URL",
+    405: "this URL does not take WHIP POSTs",
+    406: "the server refused application/sdp",
+    409: "the endpoint already has a publisher",
+    415: "the server refused application/sdp",
+    429: "rate limited by the server",
+    503: "the server is not ready",
+}
+
+
+def _status_message(safe: str, status: int, reason: str, body: str) -> str:
+    detail = _first_line(body)
+    hint = _HINTS.get(status) or ("server error" if status >= 500 else "")
+    text = f"WHIP publish to {safe} failed: {status} {reason}".rstrip()
+    if detail and detail.lower() != reason.lower():
+        text += f": {detail}"
+    return f"{text} ({hint})" if hint else text
+
+
+def _first_line(body: str) -> str:
+    for line in body.splitlines():
+        if line.strip():
+            return redact_text(line.strip())[:200]
+    return ""
+
+
+def _os_reason(e: aiohttp.ClientConnectorError) -> str:
+    err = e.os_error
+    if err.errno:
+        return os.strerror(err.errno).lower()
+    return redact_text(str(err))[:160] or type(err).__name__
+
+
+# Credentials in URLs never reach logs or stats. (vst.redact does this for the whole package once it
+# lands; this module keeps its own small copy so it imports nothing that is not committed yet.)
+_SECRET_KEYS = re.compile(r"^(pass(word|wd)?|pwd|token|access_?token|auth|key|api_?key|secret|sig(nature)?)$", re.I)
+_URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
+
+
+def safe_url(url: str) -> str:
+    """``url`` with user info and secret query values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(://)[^/]*@", r"\1***@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{k}={'***' if _SECRET_KEYS.match(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every http(s) URL in it passed through ``safe_url``."""
+    return _URL.sub(lambda m: safe_url(m.group(0)), text)

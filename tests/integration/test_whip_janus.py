@@ -1,0 +1,297 @@
+"""WhipPublisher against a real SFU: Janus 1.1.2's VideoRoom behind simple-whip-server, on 127.0.0.1.
+
+The publisher sends a synthetic pattern whose every frame carries its own number (a 16-bit barcode
+and its complement) above colour bars that scroll with the number. A VideoRoom subscriber, joined
+through Janus's HTTP API, decodes the frames; each decoded frame is read back to its number and
+compared with the pattern the publisher made for that number, so the test checks that the
+published pictures arrive, not just that some frame did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack
+
+from vst.stream.whip import WhipConfig, WhipError, WhipPublisher
+
+from . import janus
+from .janus import JanusStack, JanusSubscriber
+from .serving import free_port
+
+janus_stack = janus.janus_stack  # fixtures, by name
+loopback_ice = janus.loopback_ice
+
+log = logging.getLogger("tests.whip")
+
+W, H, FPS = 320, 240, 30
+BITS, CELL_W, CELL_H = 16, W // 16, 24
+BARCODE_H = 2 * CELL_H
+PALETTE = np.array([[255, 255, 255], [255, 230, 0], [0, 230, 255], [0, 220, 0],
+                    [255, 0, 255], [240, 0, 0], [0, 0, 255], [255, 140, 0]], np.uint8)  # fmt: skip
+PUBLISH_TIMEOUT_S = 20.0
+
+
+def pattern(n: int) -> np.ndarray:
+    """Frame ``n``: (H, W, 3) uint8 RGB; barcode of n (and ~n) on top, bars scrolled by 4n px below."""
+    img = np.empty((H, W, 3), np.uint8)
+    img[:] = PALETTE[((np.arange(W) + 4 * n) % W) * len(PALETTE) // W][None]
+    for i in range(BITS):
+        bit = (n >> i) & 1
+        img[:CELL_H, i * CELL_W : (i + 1) * CELL_W] = 255 * bit
+        img[CELL_H:BARCODE_H, i * CELL_W : (i + 1) * CELL_W] = 255 * (1 - bit)
+    return img
+
+
+def read_number(rgb: np.ndarray) -> int | None:
+    """The frame number in a decoded frame, or None when the barcode and its complement disagree."""
+    luma = rgb.mean(axis=2)
+    n = comp = 0
+    for i in range(BITS):
+        x0 = i * CELL_W + CELL_W // 4
+        x1 = (i + 1) * CELL_W - CELL_W // 4
+        n |= int(luma[CELL_H // 4 : 3 * CELL_H // 4, x0:x1].mean() > 128) << i
+        comp |= int(luma[CELL_H + CELL_H // 4 : CELL_H + 3 * CELL_H // 4, x0:x1].mean() > 128) << i
+    return n if n ^ comp == (1 << BITS) - 1 else None
+
+
+class PatternTrack(MediaStreamTrack):
+    """``pattern(n)`` at ``FPS``, n = 0, 1, 2...; remembers when each frame was handed out."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.sent: dict[int, float] = {}
+        self._t0: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        wait = self._t0 + self.n / FPS - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = av.VideoFrame.from_ndarray(pattern(self.n % (1 << BITS)), format="rgb24")
+        frame.pts, frame.time_base = self.n * (90000 // FPS), fractions.Fraction(1, 90000)
+        self.sent[self.n] = time.monotonic()
+        self.n += 1
+        return frame
+
+
+@dataclass
+class Received:
+    """What a subscriber decoded: frame number -> (arrival time, mean |error| vs the pattern)."""
+
+    frames: dict[int, tuple[float, float]] = field(default_factory=dict)
+    unreadable: int = 0
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+
+async def watch(track: Any, seconds: float, out: Received) -> None:
+    """Decode ``track`` for ``seconds``: read each frame's number and compare it with its pattern."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        try:
+            frame = await asyncio.wait_for(track.recv(), left)
+        except asyncio.TimeoutError:
+            break
+        rgb = frame.to_ndarray(format="rgb24")
+        out.sizes.add((frame.width, frame.height))
+        n = read_number(rgb) if rgb.shape == (H, W, 3) else None
+        if n is None:
+            out.unreadable += 1
+            continue
+        err = float(np.abs(rgb[BARCODE_H:].astype(np.int16) - pattern(n)[BARCODE_H:]).mean())
+        out.frames.setdefault(n, (time.monotonic(), err))
+
+
+async def subscribe(stack: JanusStack, eid: str, seconds: float) -> Received:
+    sub = JanusSubscriber(stack.api)
+    out = Received()
+    try:
+        track = await sub.join(eid)
+        await watch(track, seconds, out)
+    finally:
+        await sub.close()
+    return out
+
+
+def test_pattern_round_trip() -> None:
+    for n in (0, 1, 0x5A5A, (1 << BITS) - 1):
+        assert read_number(pattern(n)) == n
+    assert read_number(np.zeros((H, W, 3), np.uint8)) is None
+
+
+# ---------------------------------------------------------------------- against Janus
+
+
+@pytest.mark.parametrize("seconds", [10, pytest.param(60, marks=pytest.mark.slow)])
+def test_publish_reaches_videoroom_subscriber(janus_stack: JanusStack, loopback_ice: None, seconds: int) -> None:
+    """vst's publisher -> simple-whip-server -> Janus VideoRoom -> an HTTP-API subscriber, frame by frame."""
+    token = "whip-t0ken"
+    eid = janus_stack.create_endpoint(token=token)
+    source = PatternTrack()
+
+    async def main() -> tuple[Received, dict[str, Any], bool]:
+        pub = WhipPublisher(janus_stack.whip_url(eid), source, WhipConfig(token=token))
+        pub.start()
+        try:
+            assert await pub.wait_publishing(PUBLISH_TIMEOUT_S), pub.stats()
+            got = await subscribe(janus_stack, eid, seconds)
+            stats = pub.stats()
+        finally:
+            await pub.stop()
+        return got, stats, janus_stack.endpoint_enabled(eid)
+
+    t0 = time.monotonic()
+    got, stats, still_enabled = asyncio.run(main())
+    source.stop()
+    assert got.frames, f"nothing decoded ({got.unreadable} unreadable frames, sizes {got.sizes})\n{janus_stack.log_tail('janus.log')}"
+    first, last = min(got.frames), max(got.frames)
+    # frames handed out while the subscriber was watching, except the last second's (still in flight)
+    t_end = max(t for t, _ in got.frames.values())
+    window = [n for n, t in source.sent.items() if n >= first and t <= t_end - 1.0]
+    decoded = sum(n in got.frames for n in window)
+    fraction = decoded / max(len(window), 1)
+    latency = sorted(t - source.sent[n] for n, (t, _) in got.frames.items())
+    errors = sorted(err for _, err in got.frames.values())
+    newest_sent_before_last = max(n for n, t in source.sent.items() if t <= t_end)
+    lag_s = (newest_sent_before_last - last) / FPS
+    log.info("%d s publish: %d/%d frames decoded (%.1f %%), %d unreadable, latency median %.0f ms max %.0f ms, "
+             "last frame %.2f s behind, content error median %.1f max %.1f levels, %d bytes sent, %.1f s total",
+             seconds, decoded, len(window), 100 * fraction, got.unreadable, 1000 * latency[len(latency) // 2],
+             1000 * latency[-1], lag_s, errors[len(errors) // 2], errors[-1], stats["bytes_sent"],
+             time.monotonic() - t0)  # fmt: skip
+    assert got.sizes == {(W, H)}
+    assert fraction >= 0.9, f"only {decoded}/{len(window)} frames decoded"
+    assert got.unreadable <= 0.02 * len(got.frames), f"{got.unreadable} frames without a readable number"
+    assert errors[len(errors) // 2] < 12 and errors[-1] < 40, f"decoded pictures differ from what was sent: {errors[-5:]}"
+    assert lag_s <= 1.0, f"the newest decoded frame is {lag_s:.2f} s behind the newest sent"
+    assert stats["state"] == "publishing" and stats["reconnects"] == 0 and stats["bytes_sent"] > 10_000, stats
+    assert not still_enabled, "stop() did not DELETE the WHIP session"
+
+
+def test_bad_token_is_a_clear_403(janus_stack: JanusStack, loopback_ice: None) -> None:
+    eid = janus_stack.create_endpoint(token="right-token")
+    source = PatternTrack()
+
+    async def main() -> tuple[WhipError, dict[str, Any]]:
+        pub = WhipPublisher(janus_stack.whip_url(eid), source, WhipConfig(token="wrong-token", backoff_initial_s=0.2))
+        with pytest.raises(WhipError) as info:
+            await pub.publish_once()
+        pub.start()  # the background task reports the same error and keeps retrying, never raising
+        await asyncio.sleep(1.0)
+        stats = pub.stats()
+        await pub.stop()
+        return info.value, stats
+
+    err, stats = asyncio.run(main())
+    source.stop()
+    assert err.status == 403
+    assert "403" in str(err) and "Unauthorized" in str(err) and "--publish-token" in str(err), str(err)
+    assert "\n" not in str(err) and "wrong-token" not in str(err)
+    assert stats["state"] in ("retrying", "connecting") and stats["attempts"] >= 2, stats
+    assert "403" in (stats["last_error"] or ""), stats
+    assert not janus_stack.endpoint_enabled(eid)
+
+
+def test_dead_url_is_a_clear_error(loopback_ice: None) -> None:
+    """No Janus needed: nothing listens on the port."""
+    url = f"http://127.0.0.1:{free_port()}/whip/endpoint/x"
+
+    async def main() -> WhipError:
+        pub = WhipPublisher(url, PatternTrack())
+        with pytest.raises(WhipError) as info:
+            await pub.publish_once()
+        await pub.stop()
+        return info.value
+
+    err = asyncio.run(main())
+    assert err.status is None
+    assert "connection refused" in str(err) and url in str(err), str(err)
+
+
+def test_republishes_after_janus_and_whip_server_restart(janus_stack: JanusStack, loopback_ice: None) -> None:
+    """Kill -9 both services mid-publish, start them again on the same ports: the publisher notices,
+    re-publishes within 10 s of the services being back, and a new subscriber sees the pattern."""
+    eid = janus_stack.create_endpoint()
+    source = PatternTrack()
+
+    async def main() -> tuple[float, float, dict[str, Any], Received, bool]:
+        pub = WhipPublisher(janus_stack.whip_url(eid), source)
+        pub.start()
+        try:
+            assert await pub.wait_publishing(PUBLISH_TIMEOUT_S), pub.stats()
+            await asyncio.sleep(2.0)
+            t_kill = time.monotonic()
+            janus_stack.kill()
+            await asyncio.sleep(1.0)  # down for a moment, as a crashed service under a supervisor
+            await asyncio.get_running_loop().run_in_executor(None, janus_stack.start)
+            t_up = time.monotonic()
+            deadline = t_up + 10.0
+            while not (pub.stats()["reconnects"] >= 1 and pub.state == "publishing") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            t_back = time.monotonic()
+            stats = pub.stats()
+            got = await subscribe(janus_stack, eid, 3.0) if stats["reconnects"] >= 1 else Received()
+            alive = pub._task is not None and not pub._task.done()
+        finally:
+            await pub.stop()
+        return t_back - t_kill, t_back - t_up, stats, got, alive
+
+    since_kill, since_up, stats, got, alive = asyncio.run(main())
+    source.stop()
+    log.info("re-published %.1f s after the kill, %.1f s after the services were back; %s", since_kill, since_up, stats)
+    assert alive, "the publisher's background task died"
+    assert stats["reconnects"] >= 1 and stats["state"] == "publishing", stats
+    assert since_up <= 10.0
+    good = [n for n, (_, err) in got.frames.items() if err < 40]
+    assert len(good) >= 30, f"after the restart a subscriber decoded only {len(got.frames)} frames"
+
+
+def test_silent_server_is_detected_and_republished(janus_stack: JanusStack, loopback_ice: None) -> None:
+    """SIGSTOP Janus: a hung SFU or a black-holed path sends no close and no ICMP, so only silence
+    shows it (ICE consent would take ~30 s). The publisher gives up on the connection after
+    ``silence_timeout_s`` and re-publishes once Janus runs again."""
+    eid = janus_stack.create_endpoint()
+    source = PatternTrack()
+    proc = janus_stack.janus
+    assert proc is not None
+
+    async def main() -> tuple[float, dict[str, Any]]:
+        pub = WhipPublisher(janus_stack.whip_url(eid), source, WhipConfig(silence_timeout_s=3.0))
+        pub.start()
+        try:
+            assert await pub.wait_publishing(PUBLISH_TIMEOUT_S), pub.stats()
+            await asyncio.sleep(1.0)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                while pub.state == "publishing" and time.monotonic() - t0 < 10:
+                    await asyncio.sleep(0.1)
+                noticed = time.monotonic() - t0
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            deadline = time.monotonic() + 15
+            while not (pub.stats()["reconnects"] >= 1 and pub.state == "publishing") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return noticed, pub.stats()
+        finally:
+            await pub.stop()
+
+    noticed, stats = asyncio.run(main())
+    source.stop()
+    log.info("silence noticed after %.1f s; %s", noticed, stats)
+    assert 2.5 <= noticed <= 6.0, f"silence noticed after {noticed:.1f} s (silence_timeout_s=3)"
+    assert stats["reconnects"] >= 1 and stats["state"] == "publishing", stats

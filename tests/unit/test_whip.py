@@ -1,0 +1,303 @@
+"""WhipPublisher's HTTP side against a small in-process WHIP server (aiohttp + a real aiortc answerer).
+
+The server records every request, so the tests check what goes on the wire: the offer's content
+type, the bearer token, Location resolution, the DELETE on stop, errors as one line, and the
+background task's backoff and re-publish. Janus itself is in tests/integration/test_whip_janus.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from vst.errors import VstError
+from vst.stream.whip import WhipConfig, WhipError, WhipPublisher, safe_url
+
+FAST = WhipConfig(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=10.0)
+
+
+class Gray(MediaStreamTrack):
+    """A 64x48 mid-gray video at ~30 fps."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.sleep(1 / 30)
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = self.n * 3000, fractions.Fraction(1, 90000)
+        self.n += 1
+        return frame
+
+
+@dataclass
+class FakeWhip:
+    """A WHIP endpoint at ``/whip/ep`` that answers with a real aiortc peer (or with ``fail``)."""
+
+    location: str = "/whip/res/{id}"
+    fail: list[tuple[int, str]] = field(default_factory=list)
+    """Answers to give, in order, before answering normally: (status, body)."""
+    answer_body: str | None = None
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    peers: dict[str, RTCPeerConnection] = field(default_factory=dict)
+    frames: int = 0
+    sessions: int = 0
+    base: str = ""
+
+    async def post(self, request: web.Request) -> web.Response:
+        self.requests.append(("POST", request.path, dict(request.headers)))
+        if self.fail:
+            status, body = self.fail.pop(0)
+            return web.Response(status=status, text=body)
+        if self.answer_body is not None:
+            return web.Response(status=201, text=self.answer_body, headers={"Location": "/whip/res/x"})
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sid = str(self.sessions)
+        self.sessions += 1
+        self.peers[sid] = pc
+
+        @pc.on("track")
+        def _on_track(track: Any) -> None:
+            async def pump() -> None:
+                try:
+                    while True:
+                        await track.recv()
+                        self.frames += 1
+                except MediaStreamError:  # the publisher left
+                    pass
+
+            asyncio.ensure_future(pump())
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        loc = self.location.format(id=sid, base=self.base)
+        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp", headers={"Location": loc})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.requests.append(("DELETE", request.path, dict(request.headers)))
+        pc = self.peers.pop(request.match_info["id"], None)
+        if pc is None:
+            return web.Response(status=404, text="no such resource")
+        await pc.close()
+        return web.Response(status=200)
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        self.requests.append(("POST", request.path, dict(request.headers)))
+        raise web.HTTPTemporaryRedirect("/whip/ep")
+
+    def deletes(self) -> list[str]:
+        return [path for method, path, _ in self.requests if method == "DELETE"]
+
+
+Run = Callable[[FakeWhip, Callable[[str], Awaitable[None]]], None]
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both peers on 127.0.0.1 (aioice skips loopback by default)."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
+def run(loopback_ice: None) -> Run:
+    """``run(server, body)``: serve ``server`` on a free port and await ``body(base_url)``."""
+
+    def _run(server: FakeWhip, body: Callable[[str], Awaitable[None]]) -> None:
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_post("/whip/ep", server.post)
+            app.router.add_post("/whip/old", server.redirect)
+            app.router.add_delete("/whip/res/{id}", server.delete)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            server.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(body(server.base), 60)
+            finally:
+                for pc in list(server.peers.values()):
+                    await pc.close()
+                await runner.cleanup()
+
+        asyncio.run(main())
+
+    return _run
+
+
+async def until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+# ---------------------------------------------------------------------- one publish
+
+
+@pytest.mark.parametrize("location", ["/whip/res/{id}", "{base}/whip/res/{id}", "res/{id}"])
+def test_publish_sends_sdp_and_token_and_deletes_location(run: Run, location: str) -> None:
+    server = FakeWhip(location=location)
+    source = Gray()
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", source, WhipConfig(token="s3cret"))
+        await pub.publish_once()
+        assert pub.state == "publishing"
+        assert await until(lambda: server.frames >= 5), "the server received no frames"
+        await pub.stop()
+        stats = pub.stats()
+        assert stats["state"] == "stopped" and stats["frames_sent"] >= 5 and stats["bytes_sent"] > 0, stats
+
+    run(server, body)
+    (method, path, headers), *rest = server.requests
+    assert (method, path) == ("POST", "/whip/ep")
+    assert headers["Content-Type"] == "application/sdp"  # exactly: simple-whip-server compares the string
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert server.deletes() == ["/whip/res/0"], server.requests  # relative, absolute, and path-relative Locations
+    assert rest[-1][2]["Authorization"] == "Bearer s3cret"
+    assert source.readyState == "live", "stopping the publisher must not stop the caller's track"
+
+
+def test_redirect_is_followed_and_location_resolved_against_it(run: Run) -> None:
+    server = FakeWhip(location="res/{id}")
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/old", Gray())
+        await pub.publish_once()
+        await pub.stop()
+
+    run(server, body)
+    assert [p for _, p, _ in server.requests] == ["/whip/old", "/whip/ep", "/whip/res/0"]
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "expect"),
+    [
+        (401, "Unauthorized", "401 Unauthorized (check the token (--publish-token))"),
+        (404, "Invalid endpoint ID", "404 Not Found: Invalid endpoint ID (no such WHIP endpoint: check the URL)"),
+        (409, "busy\nsecond line", "409 Conflict: busy (the endpoint already has a publisher)"),
+        (500, "", "500 Internal Server Error (server error)"),
+    ],
+)
+def test_http_errors_are_one_line(run: Run, status: int, text: str, expect: str) -> None:
+    server = FakeWhip(fail=[(status, text)])
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep?token=abc", Gray(), WhipConfig(token="hidden"))
+        with pytest.raises(WhipError) as info:
+            await pub.publish_once()
+        await pub.stop()
+        msg = str(info.value)
+        assert info.value.status == status
+        assert msg == f"WHIP publish to {base}/whip/ep?token=*** failed: {expect}"
+        assert "hidden" not in msg and "abc" not in msg and "\n" not in msg
+
+    run(server, body)
+
+
+def test_an_answer_that_is_not_sdp_is_an_error(run: Run) -> None:
+    server = FakeWhip(answer_body="<html>login</html>")
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Gray())
+        with pytest.raises(WhipError, match="not SDP"):
+            await pub.publish_once()
+        await pub.stop()
+
+    run(server, body)
+    assert server.deletes() == ["/whip/res/x"]  # the server made a session: it is told to drop it
+
+
+def test_connection_refused(loopback_ice: None) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the publish: nothing listens there
+
+    async def main() -> None:
+        pub = WhipPublisher(f"http://user:pw@127.0.0.1:{port}/whip", Gray())
+        with pytest.raises(WhipError) as info:
+            await pub.publish_once()
+        await pub.stop()
+        assert str(info.value) == f"WHIP publish to http://***@127.0.0.1:{port}/whip: cannot connect (connection refused)"
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- background task
+
+
+def test_background_task_backs_off_then_publishes_and_republishes(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeWhip(fail=[(503, "Janus unavailable"), (503, "Janus unavailable")])
+    caplog.set_level(logging.INFO, "vst.whip")
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Gray(), FAST)
+        pub.start()
+        assert await pub.wait_publishing(10), pub.stats()
+        assert pub.stats()["attempts"] == 3 and pub.stats()["reconnects"] == 0
+        await server.peers["0"].close()  # the server drops us
+        assert await until(lambda: pub.stats()["reconnects"] == 1 and pub.state == "publishing"), pub.stats()
+        assert await until(lambda: server.frames > 10)
+        await pub.stop()
+
+    run(server, body)
+    assert server.deletes()[-1] == "/whip/res/1"
+    assert any("503 Service Unavailable: Janus unavailable (the server is not ready)" in r.getMessage() for r in caplog.records)
+    assert any("re-publish 1" in r.getMessage() for r in caplog.records)
+
+
+def test_background_task_never_raises_and_stops_when_the_source_ends(run: Run) -> None:
+    server = FakeWhip()
+    source = Gray()
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", source, FAST)
+        pub.start()
+        assert await pub.wait_publishing(10)
+        source.stop()
+        assert await until(lambda: pub.state == "ended"), pub.stats()
+        assert pub._task is not None and pub._task.done() and pub._task.exception() is None
+        await pub.stop()
+
+    run(server, body)
+    assert server.deletes() == ["/whip/res/0"]
+
+
+# ---------------------------------------------------------------------- config and redaction
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(VstError, match="empty"):
+        WhipConfig(token=" ")
+    with pytest.raises(VstError, match="codec"):
+        WhipConfig(codec="av1")  # type: ignore[arg-type]
+    with pytest.raises(VstError, match="backoff_max_s"):
+        WhipConfig(backoff_max_s=0)
+    with pytest.raises(VstError, match="bad WHIP URL"):
+        WhipPublisher("rtsp://cam/x", Gray())
+
+
+def test_safe_url_hides_credentials() -> None:
+    assert safe_url("https://user:pw@sfu.example/whip/x?token=abc&room=1") == "https://***@sfu.example/whip/x?token=***&room=1"
+    assert safe_url("http://127.0.0.1:7080/whip/endpoint/abc") == "http://127.0.0.1:7080/whip/endpoint/abc"
