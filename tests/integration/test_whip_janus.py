@@ -295,3 +295,69 @@ def test_silent_server_is_detected_and_republished(janus_stack: JanusStack, loop
     log.info("silence noticed after %.1f s; %s", noticed, stats)
     assert 2.5 <= noticed <= 6.0, f"silence noticed after {noticed:.1f} s (silence_timeout_s=3)"
     assert stats["reconnects"] >= 1 and stats["state"] == "publishing", stats
+
+
+def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loopback_ice: None) -> None:
+    """What ``vst-stream --publish`` does (once serve_cli wires it): the pipeline's stylized track,
+    from the same Fanout local viewers use, published to Janus. Each subscriber frame is matched to
+    the pipeline output it came from by the latency stamp, and must be that stylized picture, not
+    its source."""
+    from vst.stream.pipeline import STAMP_BITS, Output, Pipeline, PipelineConfig, read_stamp
+    from vst.stream.webrtc import Fanout
+
+    eid = janus_stack.create_endpoint()
+    pipeline = Pipeline(PipelineConfig(source="sample", size=(320, 180), stamp=True))
+    pipeline.start()
+    fanout = Fanout(pipeline)
+
+    async def main() -> tuple[list[tuple[float, float]], int, dict[str, Any]]:
+        outputs: dict[int, Output] = {}
+
+        async def tap() -> None:  # every output the pipeline published, by its stamp
+            seq = 0
+            while True:
+                out = await pipeline.next_output(seq, 1.0)
+                if out is not None:
+                    seq = out.seq
+                    outputs[int(out.captured * 1000) % (1 << STAMP_BITS)] = out
+
+        tapping = asyncio.create_task(tap())
+        pub = WhipPublisher(janus_stack.whip_url(eid), fanout.subscribe("stylized"))
+        pub.start()
+        sub = JanusSubscriber(janus_stack.api)
+        pairs: list[tuple[float, float]] = []  # per matched frame: mean |error| vs stylized, vs original
+        unmatched = 0
+        try:
+            assert await pub.wait_publishing(PUBLISH_TIMEOUT_S), pub.stats()
+            track = await sub.join(eid)
+            end = time.monotonic() + 6.0
+            while time.monotonic() < end:
+                rgb = (await asyncio.wait_for(track.recv(), 5.0)).to_ndarray(format="rgb24")
+                ms = read_stamp(rgb)
+                out = outputs.get(ms) if ms is not None else None
+                if out is None or out.stylized.shape != rgb.shape:
+                    unmatched += 1
+                    continue
+                body = slice(16, None)  # below the stamp rows
+                pairs.append(tuple(float(np.abs(rgb[body].astype(np.int16) - ref[body]).mean())  # type: ignore[misc]
+                                   for ref in (out.stylized, out.original)))  # fmt: skip
+            return pairs, unmatched, pub.stats()
+        finally:
+            tapping.cancel()
+            await sub.close()
+            await pub.stop()
+
+    try:
+        pairs, unmatched, stats = asyncio.run(main())
+    finally:
+        fanout.stop()
+        pipeline.stop()
+    to_stylized = sorted(a for a, _ in pairs)
+    to_original = sorted(b for _, b in pairs)
+    log.info("%d frames matched by stamp (%d not), |error| vs stylized median %.1f, vs original median %.1f; %s",
+             len(pairs), unmatched, to_stylized[len(pairs) // 2] if pairs else -1,
+             to_original[len(pairs) // 2] if pairs else -1, stats)  # fmt: skip
+    assert len(pairs) >= 30, f"only {len(pairs)} subscriber frames matched a pipeline output ({unmatched} did not)"
+    closer = sum(a < 0.5 * b for a, b in pairs)
+    assert closer >= 0.95 * len(pairs), f"frames not clearly the stylized picture: {pairs[:5]}"
+    assert to_stylized[len(pairs) // 2] < 8, to_stylized[-5:]
