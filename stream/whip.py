@@ -442,10 +442,13 @@ def _os_reason(e: aiohttp.ClientConnectorError) -> str:
 # lands; this module keeps its own small copy so it imports nothing that is not committed yet.)
 _SECRET_KEYS = re.compile(r"^(pass(word|wd)?|pwd|token|access_?token|auth|key|api_?key|secret|sig(nature)?)$", re.I)
 _URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
+# A path segment that is a key, not a name: Cloudflare Stream's WHIP URLs carry the live input's
+# secret as /<32+ hex chars>/webRTC/publish. Long runs of letters and digits mixed are masked.
+_KEY_SEGMENT = re.compile(r"^(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{24,}$")
 
 
 def safe_url(url: str) -> str:
-    """``url`` with user info and secret query values replaced by ***."""
+    """``url`` with user info, secret query values and key-like path segments replaced by ***."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -453,10 +456,11 @@ def safe_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
+    path = "/".join("***" if _KEY_SEGMENT.match(seg) else seg for seg in parts.path.split("/"))
     query = "&".join(
         f"{k}={'***' if _SECRET_KEYS.match(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 def redact_text(text: str) -> str:
