@@ -76,7 +76,8 @@ class ModelConfig:
     d_spectral: bool = False
     """Spectral-normalised discriminators without instance norm (the reference's: false)."""
     upsample: str = "transpose"
-    """Generator upsampling: 'transpose' (the reference's; leaves a checkerboard) or 'resize'."""
+    """Generator upsampling: 'transpose' (the reference's; leaves a checkerboard), 'resize'
+    (nearest + conv) or 'bilinear' (bilinear + conv: no period-2/4 artefacts)."""
     pad: str = "zeros"
     """Padding of the generator's stride-2 convs: 'zeros' (the reference's) or 'reflect'."""
 
@@ -159,8 +160,8 @@ class TrainConfig:
         arch = (m.back_arch or m.arch) if back else m.arch
         width = (m.back_width or m.width) if back else m.width
         blocks = (m.back_n_blocks or m.n_blocks) if back else m.n_blocks
-        if m.upsample not in ("transpose", "resize") or m.pad not in ("zeros", "reflect"):
-            raise ConfigError(f"model.upsample must be transpose|resize and model.pad zeros|reflect, got {m.upsample!r}, {m.pad!r}")
+        if m.upsample not in ("transpose", "resize", "bilinear") or m.pad not in ("zeros", "reflect"):
+            raise ConfigError(f"model.upsample must be transpose|resize|bilinear and model.pad zeros|reflect, got {m.upsample!r}, {m.pad!r}")
         if self.loss.gan_mode not in ("lsgan", "hinge"):
             raise ConfigError(f"loss.gan_mode must be 'lsgan' or 'hinge', got {self.loss.gan_mode!r}")
         # Only non-default layout options are written, so reference-layout sidecars stay as they were.

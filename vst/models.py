@@ -24,7 +24,7 @@ def _norm(channels: int, affine: bool) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
 
 
-Upsample = Literal["transpose", "resize"]
+Upsample = Literal["transpose", "resize", "bilinear"]
 Pad = Literal["zeros", "reflect"]
 
 
@@ -37,13 +37,16 @@ def _down(cin: int, cout: int, pad: Pad) -> list[nn.Module]:
 
 def _up(cin: int, cout: int, upsample: Upsample, pad: Pad) -> list[nn.Module]:
     """2x upsampling. 'transpose' (the reference's) overlaps its 3x3 kernel unevenly at stride 2,
-    which leaves a period-2 checkerboard; 'resize' (nearest 2x then a 3x3 conv, Odena et al. 2016)
-    gives every output pixel the same kernel footprint, so it cannot."""
-    if upsample == "resize":
+    which leaves a period-2 checkerboard. 'resize' (nearest 2x then a 3x3 conv, Odena et al. 2016)
+    gives every output pixel the same kernel footprint, but trained nets still keep some of the
+    2x2 blocks' period-2/4 structure (artefact index ~5 in docs/training.md); 'bilinear' then a
+    3x3 conv has neither. The two resize modes share weights, so a net can switch between them."""
+    if upsample in ("resize", "bilinear"):
         padding = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
-        return [nn.Upsample(scale_factor=2.0, mode="nearest"), *padding]
+        mode = "nearest" if upsample == "resize" else "bilinear"
+        return [nn.Upsample(scale_factor=2.0, mode=mode), *padding]
     if upsample != "transpose":
-        raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
+        raise ValueError(f"upsample must be 'transpose', 'resize' or 'bilinear', got {upsample!r}")
     return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
 
 
