@@ -218,9 +218,10 @@ def _body() -> int:
         except (OSError, ValueError) as e:
             raise VstError(f"--paintings: {e}") from None
     from vst.stream.engine import make_engine
-    from vst.styles import resolve_style
+    from vst.styles import check_style, resolve_style
 
     style = resolve_style(args.style)
+    check_style(style)
     frames = load_frames(args.input, args.size, args.frames)  # before the engine: bad input fails fast
     if len(frames) < 2:
         raise SourceError(f"{args.input} has fewer than 2 frames")

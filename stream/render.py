@@ -79,7 +79,7 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
     from vst.stream.blend import make_blend
     from vst.stream.engine import make_engine
     from vst.stream.sources import AvSource, is_stream_url, sample_path
-    from vst.styles import resolve_style
+    from vst.styles import check_style, resolve_style
 
     src = str(src)  # never a Path: Path("rtsp://cam/x") is "rtsp:/cam/x"
     if src == "sample" and not Path(src).exists():
@@ -94,6 +94,7 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
     blend = make_blend(cfg.blend, budget=cfg.blend_budget)  # alpha 0 passes frames through
     style = resolve_style(cfg.style)
+    check_style(style)  # bad sizes, unknown architectures, NaN weights, non-RGB graphs: one line, no frames
     source = AvSource(src, cfg.size)  # before the engine: a bad input fails fast
     n = 0
     try:

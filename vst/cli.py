@@ -183,7 +183,11 @@ def run_main(body: Callable[[], int | None]) -> NoReturn:
     except Terminated as e:
         print(f"terminated by {signal.Signals(e.signum).name}", file=sys.stderr)  # noqa: T201
         raise SystemExit(128 + e.signum) from None
-    except (BrokenPipeError, ConnectionResetError) as e:
+    except BrokenPipeError:  # `vst-styles info x | head`: the reader left; stay quiet, like Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        raise SystemExit(141) from None
+    except ConnectionResetError as e:
         fail(f"connection lost: {e}")
     except MemoryError:
         fail("out of memory", 1)

@@ -129,7 +129,7 @@ def _render(key: str, value: Any, indent: int, width: int) -> Iterable[str]:
     if isinstance(value, dict):
         if not value:
             return
-        if _is_flat(value) and len(value) > 1:  # a group of settings: one wrapped "k=v, …" paragraph
+        if _is_flat(value) and len(value) > 4:  # a group of settings: one wrapped "k=v, …" paragraph
             text = ", ".join(f"{k}={_scalar(v) if not isinstance(v, list) else '[' + ', '.join(map(_scalar, v)) + ']'}" for k, v in value.items())
             yield f"{pad}{label}:"
             yield from (pad + "  " + line for line in wrap_words(text, width - indent - 2))

@@ -71,7 +71,7 @@ class VstServer:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.lines.append(line)
-                if m := re.search(r"(http://\S+)", line):
+                if m := re.search(r" at (http://\S+)", line):  # not the source's URL, which may be http:// too
                     if not self.url:
                         self.url = m.group(1)
                         ready.set()

@@ -63,3 +63,39 @@ async def whep_session(base: str, token: str | None, frames: int = 5, timeout: f
             return WhepResult(status, location, answer, n)
     finally:
         await pc.close()
+
+
+async def play_forever(base: str, token: str | None) -> None:
+    """Connect and keep receiving until killed; prints 'playing <location>' once frames arrive.
+
+    Tests SIGKILL this process to make a viewer vanish the way a crashed tab or a dropped laptop
+    does: no DELETE, no DTLS close, nothing.
+    """
+    import sys
+
+    from vst.stream.webrtc import restrict_ice_to_host
+
+    restrict_ice_to_host("127.0.0.1")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda track: got.done() or got.set_result(track))
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp", **({"Authorization": f"Bearer {token}"} if token else {})}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/whep", data=pc.localDescription.sdp, headers=headers) as r:
+            answer, location = await r.text(), r.headers.get("Location", "")
+            if r.status != 201:
+                sys.exit(f"WHEP {r.status}: {answer}")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    track = await asyncio.wait_for(got, 30)
+    await track.recv()  # type: ignore[attr-defined]
+    print(f"playing {location}", flush=True)  # noqa: T201
+    while True:
+        await track.recv()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(play_forever(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
