@@ -133,10 +133,7 @@ class WhipPublisher:
     """
 
     def __init__(self, url: str, track: MediaStreamTrack, config: WhipConfig | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise VstError(f"bad WHIP URL {safe_url(url)!r}: use http(s)://HOST[:PORT]/PATH")
-        self.url = url
+        self.url = check_whip_url(url)
         self.track = track
         self.config = config or WhipConfig()
         self.state: State = "idle"
@@ -393,6 +390,20 @@ class WhipPublisher:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def check_whip_url(url: str) -> str:
+    """``url`` when it can be a WHIP endpoint (http or https with a host), else VstError (for CLIs:
+    call it before opening a camera)."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise VstError(f"bad WHIP URL {safe_url(url)!r}: use http(s)://HOST[:PORT]/PATH")
+    return url
 
 
 def _codecs(name: str) -> list[Any]:

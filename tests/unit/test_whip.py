@@ -294,8 +294,9 @@ def test_config_is_checked() -> None:
         WhipConfig(codec="av1")  # type: ignore[arg-type]
     with pytest.raises(VstError, match="backoff_max_s"):
         WhipConfig(backoff_max_s=0)
-    with pytest.raises(VstError, match="bad WHIP URL"):
-        WhipPublisher("rtsp://cam/x", Gray())
+    for bad in ("rtsp://cam/x", "http:///x", "http://host:99999/x", "sfu.example.org/whip"):
+        with pytest.raises(VstError, match="bad WHIP URL"):
+            WhipPublisher(bad, Gray())
 
 
 def test_safe_url_hides_credentials() -> None:
