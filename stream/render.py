@@ -84,6 +84,8 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
     src = str(src)  # never a Path: Path("rtsp://cam/x") is "rtsp:/cam/x"
     if src == "sample" and not Path(src).exists():
         src = str(sample_path())
+    elif src in ("testsrc", "browser") or src.startswith("webcam") and not Path(src).exists():
+        raise VstError(f"vst-render renders a file or a stream URL; {src!r} is a live source (serve it with vst-stream)")
     dst = Path(dst)
     if dst.suffix.lower() not in OUTPUT_SUFFIXES:
         raise VstError(f"output must be .mp4, .mkv or .mov, got {dst.name}")

@@ -490,6 +490,8 @@ class StreamServer:
             raise web.HTTPBadRequest(text="malformed SDP: an offer starts with v=0 and has m= lines")
         if "\nm=video" not in offer:
             raise web.HTTPBadRequest(text="the offer has no video m-line: add a video transceiver")
+        if offer.count("\nm=") > MAX_MEDIA_SECTIONS:  # each costs a transceiver and, unbundled, an ICE transport
+            raise web.HTTPBadRequest(text=f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
         if publish and self.pipeline.browser is None:
             raise web.HTTPBadRequest(text="this server does not take a browser camera (start it with --source browser)")
         offer = prefer_codec_in_offer(offer, self.config.codec)
@@ -635,6 +637,9 @@ class StreamServer:
             self.cpu_percent = 100.0 * (c - c0) / max(t - t0, 1e-6)
             self._cpu = (t, c)
 
+
+MAX_MEDIA_SECTIONS = 4
+"""The page offers at most two videos (stylized, original or camera); WHEP players one or two."""
 
 _BODY_TYPES: dict[tuple[str, str], str] = {
     ("POST", "offer"): "application/json",

@@ -245,7 +245,13 @@ class WebcamSource:
         if capture_size and not all(16 <= v <= 8192 for v in capture_size):
             raise SourceError(f"webcam mode {capture_size[0]}x{capture_size[1]} is out of range (16..8192 per side)")
         fps = check_fps(fps, "webcam frame rate")
-        self.cap = cv2.VideoCapture(index)
+        # OpenCV prints its own WARN lines for a missing camera; our one-line error says it better
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self.cap = cv2.VideoCapture(index)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not self.cap.isOpened():
             raise SourceError(f"cannot open webcam {index} (is a camera attached and not in use?)")
         if capture_size:

@@ -112,6 +112,7 @@ def test_hostile_json_is_a_400(server: VstServer) -> None:
         ("/offer", json.dumps({"sdp": "v=0\r\nm=video 9 UDP 96\r\n", "type": "offer", "original": "yes"}).encode()),
         ("/offer", b"\xff\xfe{}"),
         ("/style", json.dumps({"style": "x" * 5000}).encode()),
+        ("/offer", json.dumps({"sdp": "v=0\r\n" + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n" * 50, "type": "offer"}).encode()),
     ]
     for path, body in cases:
         status, text = _raw(server, "POST", path, body, {"Content-Type": "application/json"})

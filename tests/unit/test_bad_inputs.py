@@ -142,6 +142,9 @@ def test_render_refuses_bad_styles_in_one_line(tmp_path: Path) -> None:
         out = tmp_path / f"{style.stem}.mp4"
         _one_line_error(_run("vst.stream.render", "sample", str(out), "--style", str(style), "--no-progress"), needle)
         assert not out.exists() and not list(tmp_path.glob(".*part*"))
+    # vst-stream runs the style once before it serves: the same style fails at start, in one line
+    _one_line_error(_run("vst.stream.serve_cli", "--source", "testsrc", "--port", "0", "--style", str(one_channel)), "channels")
+    _one_line_error(_run("vst.stream.render", "webcam:0", str(tmp_path / "w.mp4")), "vst-stream")
 
 
 def test_broken_user_sidecar_is_skipped_with_one_warning() -> None:
