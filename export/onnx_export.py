@@ -1,7 +1,7 @@
 """ONNX export of our torch generators, with dynamic height and width.
 
 The graph is what TensorRT's ONNX parser and onnxruntime both take: opset 18 with only
-Conv, ConvTranspose, InstanceNormalization, Pad (mode=reflect), Relu, Add and Tanh. Input
+Conv, ConvTranspose, InstanceNormalization, Pad (mode=reflect), Relu, Add, Tanh and Resize. Input
 ``input`` is ``(1, 3, H, W)`` in [-1, 1] with H and W free multiples of 4 (the generators
 downsample twice by 2); output ``output`` has the same shape and range.
 
@@ -41,7 +41,9 @@ Precision = Literal["fp32", "fp16"]
 
 # Ops our generators export to, all in TensorRT's ONNX-parser operator support list
 # (onnx-tensorrt docs/operators.md) and in onnxruntime's CPU EP.
-TRT_PARSER_OPS = frozenset({"Conv", "ConvTranspose", "InstanceNormalization", "Pad", "Relu", "Add", "Tanh", "Identity"})
+# Resize: the resize-convolution layouts' 2x upsampling (nearest, or linear with half_pixel /
+# pytorch_half_pixel coordinates), both in onnx-tensorrt's supported Resize modes.
+TRT_PARSER_OPS = frozenset({"Conv", "ConvTranspose", "InstanceNormalization", "Pad", "Relu", "Add", "Tanh", "Identity", "Resize"})
 
 
 class ExportError(VstError):
