@@ -27,6 +27,7 @@ from vst.stream.whip import WhipConfig, WhipError, WhipPublisher
 from . import janus
 from .janus import JanusStack, JanusSubscriber
 from .serving import free_port
+from .whep_client import run_in_thread
 
 janus_stack = janus.janus_stack  # fixtures, by name
 loopback_ice = janus.loopback_ice
@@ -155,7 +156,7 @@ def test_publish_reaches_videoroom_subscriber(janus_stack: JanusStack, loopback_
         return got, stats, janus_stack.endpoint_enabled(eid)
 
     t0 = time.monotonic()
-    got, stats, still_enabled = asyncio.run(main())
+    got, stats, still_enabled = run_in_thread(main)
     source.stop()
     assert got.frames, f"nothing decoded ({got.unreadable} unreadable frames, sizes {got.sizes})\n{janus_stack.log_tail('janus.log')}"
     first, last = min(got.frames), max(got.frames)
@@ -196,7 +197,7 @@ def test_bad_token_is_a_clear_403(janus_stack: JanusStack, loopback_ice: None) -
         await pub.stop()
         return info.value, stats
 
-    err, stats = asyncio.run(main())
+    err, stats = run_in_thread(main)
     source.stop()
     assert err.status == 403
     assert "403" in str(err) and "Unauthorized" in str(err) and "--publish-token" in str(err), str(err)
@@ -217,7 +218,7 @@ def test_dead_url_is_a_clear_error(loopback_ice: None) -> None:
         await pub.stop()
         return info.value
 
-    err = asyncio.run(main())
+    err = run_in_thread(main)
     assert err.status is None
     assert "connection refused" in str(err) and url in str(err), str(err)
 
@@ -250,7 +251,7 @@ def test_republishes_after_janus_and_whip_server_restart(janus_stack: JanusStack
             await pub.stop()
         return t_back - t_kill, t_back - t_up, stats, got, alive
 
-    since_kill, since_up, stats, got, alive = asyncio.run(main())
+    since_kill, since_up, stats, got, alive = run_in_thread(main)
     source.stop()
     log.info("re-published %.1f s after the kill, %.1f s after the services were back; %s", since_kill, since_up, stats)
     assert alive, "the publisher's background task died"
@@ -290,7 +291,7 @@ def test_silent_server_is_detected_and_republished(janus_stack: JanusStack, loop
         finally:
             await pub.stop()
 
-    noticed, stats = asyncio.run(main())
+    noticed, stats = run_in_thread(main)
     source.stop()
     log.info("silence noticed after %.1f s; %s", noticed, stats)
     assert 2.5 <= noticed <= 6.0, f"silence noticed after {noticed:.1f} s (silence_timeout_s=3)"
@@ -348,7 +349,7 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
             await pub.stop()
 
     try:
-        pairs, unmatched, stats = asyncio.run(main())
+        pairs, unmatched, stats = run_in_thread(main)
     finally:
         fanout.stop()
         pipeline.stop()
