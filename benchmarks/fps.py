@@ -272,7 +272,7 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     value_range = getattr(engine, "value_range", -1.0)
     scale, offset = (1 / 127.5, -1.0) if value_range < 0 else (value_range / 255.0, 0.0)
 
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):  # both take the padded NCHW float buffer
         infer: Callable[[np.ndarray], np.ndarray] = engine.infer  # type: ignore[attr-defined]
     else:
         net = engine.net  # type: ignore[attr-defined]
