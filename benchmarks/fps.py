@@ -511,7 +511,7 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backend", nargs="+", default=["onnxruntime"],
-                   choices=("torch-cpu", "onnxruntime", "torch-cuda", "tensorrt"))  # fmt: skip
+                   choices=("torch-cpu", "onnxruntime", "openvino", "torch-cuda", "tensorrt"))  # fmt: skip
     p.add_argument("--model", nargs="+", default=["compact"], help=f"{', '.join(MODELS)} or a style name/path")
     p.add_argument("--size", nargs="+", type=parse_size, default=[(640, 360)], metavar="WxH")
     p.add_argument("--frames", type=int, default=60, help="timed frames of the optimized run")
