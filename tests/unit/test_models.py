@@ -120,3 +120,22 @@ def test_spectral_patch_discriminator() -> None:
     conv = d.model[0]
     sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
     assert float(sigma) == pytest.approx(1.0, rel=0.05)  # the largest singular value is normalised to 1
+
+
+def test_first_layout_style_files_keep_loading(tmp_path) -> None:
+    """A style saved before the layout options existed (its sidecar has no 'upsample'/'pad') still
+    builds the transposed-conv, zero-padded net it was trained as, with the same outputs."""
+    import json
+
+    from vst.models import GeneratorSpec, init_weights
+    from vst.styles import load_generator, resolve_style, save_style
+
+    old = init_weights(CompactGenerator(), gain=0.1, seed=1).eval()
+    style = save_style(tmp_path, "old", old, GeneratorSpec("compact", {"width": 16, "n_blocks": 5, "affine": True}), {})
+    meta = json.loads(style.weights.with_suffix(".json").read_text())
+    assert "upsample" not in meta["arch_kwargs"] and "pad" not in meta["arch_kwargs"]
+    net = load_generator(resolve_style(style.weights))
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    x = torch.rand(1, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(net(x), old.half().float()(x), atol=1e-5)
