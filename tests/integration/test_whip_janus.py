@@ -362,3 +362,56 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
     closer = sum(a < 0.5 * b for a, b in pairs)
     assert closer >= 0.95 * len(pairs), f"frames not clearly the stylized picture: {pairs[:5]}"
     assert to_stylized[len(pairs) // 2] < 8, to_stylized[-5:]
+
+
+def _cli_publishes() -> bool:
+    from vst.stream.serve_cli import build_parser
+
+    return "--publish" in build_parser().format_help()
+
+
+def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice: None) -> None:
+    """The issue's done-when: ``vst-stream --source sample --publish URL`` shows the stylized stream
+    to a Janus subscriber. The stylized frames carry the latency stamp (the source never does), so a
+    stamp in the subscriber's frames shows that it receives the stylized output. SIGTERM DELETEs the
+    WHIP session."""
+    if not _cli_publishes():
+        pytest.skip("vst-stream has no --publish yet (serve_cli wiring pending; docs/deploy.md)")
+    from vst.stream.pipeline import read_stamp
+
+    from .serving import VstServer
+
+    token = "cli-t0ken"
+    eid = janus_stack.create_endpoint(token=token)
+    server = VstServer(["--source", "sample", "--size", "320x180", "--stamp-latency", "--publish", janus_stack.whip_url(eid)],
+                       env={"VST_PUBLISH_TOKEN": token}, log_name="vst-stream-publish")  # fmt: skip
+    try:
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+        while (server.stats().get("publish") or {}).get("state") != "publishing":
+            assert time.monotonic() < deadline, server.stats().get("publish")
+            time.sleep(0.2)
+        assert token not in "".join(server.lines), "the publish token leaked into the ready lines"
+
+        async def watch_stamps() -> tuple[int, int]:
+            sub = JanusSubscriber(janus_stack.api)
+            stamped = total = 0
+            try:
+                track = await sub.join(eid)
+                end = time.monotonic() + 4.0
+                while time.monotonic() < end:
+                    rgb = (await asyncio.wait_for(track.recv(), 5.0)).to_ndarray(format="rgb24")
+                    total += 1
+                    stamped += read_stamp(rgb) is not None
+            finally:
+                await sub.close()
+            return stamped, total
+
+        stamped, total = asyncio.run(watch_stamps())
+        publish = server.stats()["publish"]
+        assert total >= 20 and stamped >= 0.9 * total, f"{stamped}/{total} subscriber frames carry the stamp"
+        assert publish["state"] == "publishing" and publish["bytes_sent"] > 0 and token not in str(publish), publish
+        assert janus_stack.endpoint_enabled(eid)
+    finally:
+        rc = server.stop()
+    assert rc == 0, server.log_path.read_text()[-2000:]
+    assert not janus_stack.endpoint_enabled(eid), "SIGTERM did not DELETE the WHIP session"
