@@ -1,16 +1,14 @@
 """The runtime blend step on the GPU: warp x_{t−1} and out_{t−1}, photometric mask, blend.
 
-Two versions, each beside its torch reference (a composition of ``vst.warp`` functions):
-
-- ``fused_blend``: the 'full' blend (bilinear) in one kernel. Fusing pays here: the unfused chain
-  reads and writes four full-frame intermediates (two warps, the mask, the blend); the fused kernel
-  reads each input once and writes the output once.
-- ``lowpass_blend``: the runtime default (``BlendStage`` mode 'lowpass'):
-  out = G + S_b(α·m·blur_σ(warp_bicubic(out_{t−1}) − G)). The blur needs neighbours, so it is four
-  kernels: warp + mask + difference, a horizontal blur pass, a vertical pass fused with the mask,
-  then the soft threshold and add. Between the last two, b is raised to meet the |out − G| budget
-  (``vst.warp.budget_threshold``: a sort of a quarter of the pixels, on the device; b stays a device
-  scalar, so the host never waits for it).
+``lowpass_blend`` is the runtime default (``BlendStage`` mode 'lowpass'), beside its torch reference
+(a composition of ``vst.warp`` functions):
+out = G + S_b(α·m·blur_σ(warp_bicubic(out_{t−1}) − G)). The blur needs neighbours, so it is four
+kernels: warp + mask + difference, a horizontal blur pass, a vertical pass fused with the mask,
+then the soft threshold and add. Between the last two, b is raised to meet the |out − G| budget
+(``vst.warp.budget_threshold``: a sort of a quarter of the pixels, on the device; b stays a device
+scalar, so the host never waits for it). A scene cut (fewer than ``cut_fraction`` of the pixels pass
+the mask) sets b to infinity on the device: the output is G and the history restarts from it, as
+``BlendStage`` does.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from torch import Tensor
 
 from vst.kernels._cuda import ctype, cupy, kernel, launch
 from vst.kernels.warp import BILINEAR_DEVICE_SRC
-from vst.warp import backward_warp, blend, blend_lowpass, blur_radius, photometric_mask
+from vst.warp import backward_warp, blend_lowpass, blur_radius, photometric_mask
 
 _MASK_DEVICE_SRC = BILINEAR_DEVICE_SRC + r"""
 // alpha where mean_k |cur − bilinear(prev_in) at (fx, fy)| <= threshold (the pixel is not occluded), else 0.
@@ -33,24 +31,6 @@ __device__ __forceinline__ float masked_alpha(const T* cur, const T* prev_in, in
     return err / c <= threshold ? alpha : 0.f;
 }
 """
-
-_SRC = _MASK_DEVICE_SRC + r"""
-extern "C" __global__ void fused_blend(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
-                                       const T* flow, T* out, int c, int h, int w, float alpha, float threshold) {
-    int i = blockDim.x * blockIdx.x + threadIdx.x;
-    int hw = h * w;
-    if (i >= hw) return;
-    float fx, fy;
-    flow_target(flow, i, w, hw, &fx, &fy);
-    float am = masked_alpha(cur, prev_in, i, c, h, w, fx, fy, alpha, threshold);
-    for (int k = 0; k < c; ++k) {
-        float g = LD(styl[k * hw + i]);
-        float wp = am > 0.f ? bilinear(prev_out + k * hw, w, h, fx, fy) : g;  // occluded: skip the fetch
-        ST(&out[k * hw + i], g + am * (wp - g));
-    }
-}
-"""
-
 
 _LOWPASS_SRC = _MASK_DEVICE_SRC + r"""
 // d = warp_bicubic(prev_out) − styl (all pixels: the blur reads neighbours), am = α·photometric mask.
@@ -90,7 +70,7 @@ extern "C" __global__ void shrink_add(const float* dev, const float* b, const T*
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     if (i >= n) return;
     float v = dev[i], t = *b;
-    ST(&out[i], LD(styl[i]) + v - fminf(fmaxf(v, -t), t));
+    ST(&out[i], LD(styl[i]) + (v - fminf(fmaxf(v, -t), t)));  // parenthesized: b = inf gives styl exactly
 }
 """
 
@@ -124,8 +104,11 @@ def budget_threshold_cupy(dev: Any, budget: float, shrink: float, stride: int = 
 
 def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flow: Any,
                        alpha: float, threshold: float, sigma: float, shrink: float,
-                       budget: float | None = None) -> Any:  # fmt: skip
+                       budget: float | None = None, cut_fraction: float = 0.0) -> Any:  # fmt: skip
     """CuPy kernels with the reference's arguments; arrays (1, C, H, W) / (1, 2, H, W), one float dtype.
+
+    ``cut_fraction`` > 0 adds ``BlendStage``'s scene cut: below that fraction of unoccluded pixels the
+    output is ``stylized`` itself (decided on the device; the reference has no cut, hence 0 by default).
 
     Intermediates are float32 whatever the storage dtype, so fp16 rounds only inputs and output.
     """
@@ -145,24 +128,7 @@ def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flo
     launch(kernel(_LOWPASS_SRC, "blur_h", t), c * h * w, (d, rows, taps, r, ci, hi, wi))
     launch(kernel(_LOWPASS_SRC, "blur_v_mask", t), c * h * w, (rows, am, d, taps, r, ci, hi, wi))  # d is free again
     b = cp.full((), shrink, cp.float32) if budget is None else budget_threshold_cupy(d, budget, shrink)
+    if cut_fraction > 0:  # alpha > 0 here, so am > 0 exactly where the mask passes; b = inf makes out = G
+        b = cp.where(cp.count_nonzero(am) < cut_fraction * h * w, cp.float32(cp.inf), b).astype(cp.float32)
     launch(kernel(_LOWPASS_SRC, "shrink_add", t), c * h * w, (d, b, arrs[3], out, cp.int32(c * h * w)))
-    return out
-
-
-def fused_blend_reference(cur: Tensor, prev_in: Tensor, prev_out: Tensor, stylized: Tensor, flow: Tensor,
-                          alpha: float, threshold: float) -> Tensor:  # fmt: skip
-    """Torch reference. All images (N, C, H, W) in one value range, flow (N, 2, H, W) t -> t-1."""
-    mask = photometric_mask(cur, backward_warp(prev_in, flow), threshold)
-    return blend(stylized, backward_warp(prev_out, flow), mask, alpha)
-
-
-def fused_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flow: Any, alpha: float, threshold: float) -> Any:
-    """CuPy kernel with the reference's arguments; arrays (1, C, H, W) / (1, 2, H, W), one float dtype."""
-    cp = cupy()
-    dt = cur.dtype
-    arrs = [cp.ascontiguousarray(a, dtype=dt) for a in (cur, prev_in, prev_out, stylized, flow)]
-    _, c, h, w = arrs[0].shape
-    out = cp.empty_like(arrs[0])
-    launch(kernel(_SRC, "fused_blend", ctype(dt)), h * w,
-           (*arrs, out, cp.int32(c), cp.int32(h), cp.int32(w), cp.float32(alpha), cp.float32(threshold)))  # fmt: skip
     return out

@@ -1,4 +1,7 @@
-"""Backward warp with border clamp, bilinear and bicubic: CuPy kernels and their torch reference.
+"""Backward-warp samplers with border clamp, bilinear and bicubic, as CUDA device functions.
+
+They are not kernels of their own: the blend kernels (``vst.kernels.blend``) sample through them, and
+the blend's tests check them against ``vst.warp.backward_warp``.
 
 out[c, y, x] = img[c] sampled at (x + flow[0, y, x], y + flow[1, y, x]). Bilinear clamps the position
 to the image; bicubic (Keys, A = −0.75, the kernel of torch's grid_sample and OpenCV's INTER_CUBIC)
@@ -7,13 +10,6 @@ align_corners=True)`` does for each mode.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from torch import Tensor
-
-from vst.kernels._cuda import ctype, cupy, kernel, launch
-from vst.warp import backward_warp
 
 _SRC = r"""
 // Where pixel i of an (h, w) grid lands under a (2, h, w) flow: (x + flow_x, y + flow_y).
@@ -54,44 +50,7 @@ __device__ __forceinline__ float bicubic(const T* img, int w, int h, float fx, f
     }
     return acc;
 }
-extern "C" __global__ void warp(const T* img, const T* flow, T* out, int c, int h, int w) {
-    int i = blockDim.x * blockIdx.x + threadIdx.x;
-    int hw = h * w;
-    if (i >= hw) return;
-    float fx, fy;
-    flow_target(flow, i, w, hw, &fx, &fy);
-    for (int k = 0; k < c; ++k) ST(&out[k * hw + i], bilinear(img + k * hw, w, h, fx, fy));
-}
-extern "C" __global__ void warp_bicubic(const T* img, const T* flow, T* out, int c, int h, int w) {
-    int i = blockDim.x * blockIdx.x + threadIdx.x;
-    int hw = h * w;
-    if (i >= hw) return;
-    float fx, fy;
-    flow_target(flow, i, w, hw, &fx, &fy);
-    for (int k = 0; k < c; ++k) ST(&out[k * hw + i], bicubic(img + k * hw, w, h, fx, fy));
-}
 """
 
-BILINEAR_DEVICE_SRC = _SRC.split('extern "C"')[0]
-"""The flow target and the bilinear and bicubic samplers, shared with the blend and occlusion kernels."""
-
-_KERNEL_NAMES = {"bilinear": "warp", "bicubic": "warp_bicubic"}
-
-
-def warp_reference(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
-    """Torch reference: (N, C, H, W), (N, 2, H, W) -> (N, C, H, W); mode 'bilinear' or 'bicubic'."""
-    return backward_warp(img, flow, mode=mode)
-
-
-def warp_cupy(img: Any, flow: Any, mode: str = "bilinear") -> Any:
-    """CuPy kernel: img (1, C, H, W), flow (1, 2, H, W), same float dtype -> (1, C, H, W)."""
-    if mode not in _KERNEL_NAMES:
-        raise ValueError(f"warp mode must be one of {sorted(_KERNEL_NAMES)}, got {mode!r}")
-    cp = cupy()
-    img, flow = cp.ascontiguousarray(img), cp.ascontiguousarray(flow, dtype=img.dtype)
-    _, c, h, w = img.shape
-    if flow.shape != (1, 2, h, w) or img.shape[0] != 1:
-        raise ValueError(f"img {img.shape} and flow {flow.shape} must be (1, C, H, W) and (1, 2, H, W)")
-    out = cp.empty_like(img)
-    launch(kernel(_SRC, _KERNEL_NAMES[mode], ctype(img.dtype)), h * w, (img, flow, out, cp.int32(c), cp.int32(h), cp.int32(w)))
-    return out
+BILINEAR_DEVICE_SRC = _SRC
+"""The flow target and the bilinear and bicubic samplers, shared by the blend kernels."""

@@ -34,27 +34,25 @@ and is tested against it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 
-from vst.cli import parse_budget
 from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
+from vst.stream.blend_config import DEFAULT_BUDGET, BlendConfig, BlendMode, WarpKernel
+
+__all__ = ["DEFAULT_BUDGET", "BlendConfig", "BlendStage", "budget_threshold", "make_blend"]
 from vst.warp import blur_radius
 
 log = logging.getLogger("vst.blend")
 
-BlendMode = Literal["full", "lowpass", "restore"]
-DEFAULT_BUDGET = 12.0
-"""Most mean |out − G| per frame, in levels of 255: 0.047, inside the issue's mean |Δ| <= 0.05."""
-WarpKernel = Literal["linear", "cubic"]
 _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _CHANNEL_SUM = np.ones((1, 3), np.float32)
+_D = BlendConfig()  # the keyword defaults below come from the one config
 
 
 class BlendStage:
@@ -69,14 +67,14 @@ class BlendStage:
         alpha: float = 0.0,
         flow: str | FlowEstimator = "dis",
         *,
-        mode: BlendMode = "lowpass",
-        kernel: WarpKernel = "cubic",
-        mask_threshold: float = 16.0,
-        cut_fraction: float = 0.35,
-        sigma: float = 0.95,
-        shrink: float = 0.0,
-        budget: float | None = DEFAULT_BUDGET,
-        max_gain: float = 1.6,
+        mode: BlendMode = _D.mode,
+        kernel: WarpKernel = _D.kernel,
+        mask_threshold: float = _D.mask_threshold,
+        cut_fraction: float = _D.cut_fraction,
+        sigma: float = _D.sigma,
+        shrink: float = _D.shrink,
+        budget: float | None = _D.budget,
+        max_gain: float = _D.max_gain,
     ) -> None:
         """
         alpha: weight of the warped previous output, in [0, 1] (0 = off). In 'lowpass' mode 1 is
@@ -94,21 +92,10 @@ class BlendStage:
             per frame to meet it. None = no budget (only ``shrink``).
         max_gain: the most the detail band may be amplified (guards against noise blow-up).
         """
-        if not 0.0 <= mask_threshold < 85.0:  # 3·threshold must stay below the saturating channel sum's 255
-            raise ValueError(f"mask_threshold must be in [0, 85), got {mask_threshold}")
-        if mode not in ("full", "lowpass", "restore"):
-            raise ValueError(f"unknown blend mode {mode!r}")
-        if kernel not in _INTERP:
-            raise ValueError(f"unknown warp kernel {kernel!r}")
+        self.config = BlendConfig(alpha, sigma, mask_threshold, budget, shrink, cut_fraction, mode, kernel, max_gain)
         self._flow = make_flow(flow) if isinstance(flow, str) else flow
         self.mode, self.kernel = mode, kernel
         self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
-        if not shrink >= 0:  # written so that NaN fails too
-            raise ValueError(f"shrink must be >= 0, got {shrink}")
-        if budget is not None and not budget >= 0:
-            raise ValueError(f"budget must be >= 0, got {budget}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
         self.sigma, self.shrink, self.budget, self.max_gain = sigma, shrink, budget, max_gain
         self.last_shrink = 0.0
         """The soft threshold b the last blended frame used (levels), for logs and stats."""
@@ -128,14 +115,16 @@ class BlendStage:
 
     @alpha.setter
     def alpha(self, value: float) -> None:
-        value = float(value)
-        # α = 1 would freeze the picture in 'full'/'restore'; 'lowpass' with a threshold always tracks G.
-        limit = 1.0 if self.mode == "lowpass" and (self.shrink > 0 or self.budget is not None) else 0.95
-        if not 0.0 <= value <= limit:
-            why = "" if limit == 1.0 else " (1 needs mode 'lowpass' with a budget or shrink)"
-            raise ValueError(f"blend alpha must be in [0, {limit}] for mode {self.mode!r}{why}, got {value}")
+        value = self.config.check_alpha(value)
         with self._lock:
             self._alpha = value
+
+    @classmethod
+    def from_config(cls, config: BlendConfig, flow: str | FlowEstimator = "dis") -> BlendStage:
+        """The stage for ``config`` (the form the pipeline and the CLIs use)."""
+        return cls(config.alpha, flow, mode=config.mode, kernel=config.kernel, mask_threshold=config.mask_threshold,
+                   cut_fraction=config.cut_fraction, sigma=config.sigma, shrink=config.shrink, budget=config.budget,
+                   max_gain=config.max_gain)  # fmt: skip
 
     def reset(self) -> None:
         """Forget the history: the next frame is passed through and starts a new one."""
@@ -257,15 +246,14 @@ def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2, start: flo
     return b
 
 
-def add_budget_option(parser: argparse.ArgumentParser) -> None:
-    """``--blend-budget LEVELS|none``, the same for every CLI that blends."""
-    parser.add_argument("--blend-budget", type=parse_budget, default=DEFAULT_BUDGET, metavar="LEVELS",
-                        help=f"blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default {DEFAULT_BUDGET:g})")  # fmt: skip
+def make_blend(alpha: float, config: BlendConfig | None = None, **options: Any) -> BlendStage:
+    """A ``BlendStage`` for a CLI or server: an out-of-range setting is a one-line VstError.
 
-
-def make_blend(alpha: float, **options: Any) -> BlendStage:
-    """A ``BlendStage`` for a CLI or server: an out-of-range setting is a one-line VstError."""
+    With ``config`` the stage runs it at ``alpha`` (``options`` may then only name the flow).
+    """
     try:
+        if config is not None:
+            return BlendStage.from_config(config.with_alpha(alpha), **options)
         return BlendStage(alpha, **options)
     except ValueError as e:  # the stage owns the valid ranges
         raise VstError(f"--blend: {e}") from None

@@ -17,18 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vst.kernels.blend import fused_blend_cupy, fused_blend_reference, lowpass_blend_cupy, lowpass_blend_reference
+from vst.kernels.blend import lowpass_blend_cupy, lowpass_blend_reference
 from vst.kernels.layout import hwc_to_nchw_cupy, hwc_to_nchw_reference, nchw_to_hwc_cupy, nchw_to_hwc_reference
-from vst.kernels.occlusion import consistency_cupy, consistency_reference, photometric_cupy, photometric_reference
-from vst.kernels.warp import warp_cupy, warp_reference
-from vst.warp import backward_warp
+from vst.warp import backward_warp, photometric_mask
 
 DTYPES = [torch.float32, torch.float16]
 H, W = 67, 131  # odd sizes catch indexing bugs
 # A pixel whose photometric error is this close to the threshold may fall either way: the reference's
 # grid_sample loses ~1e-5 px in its round trip through [-1, 1] coordinates.
 MASK_MARGIN = 1e-4
-FUSED_ARGS = (0.6, 0.12)  # alpha, threshold
 BLUR_RADIUS = 3  # of the σ 0.95 blur: a mask flip reaches the 7x7 pixels around it
 LOWPASS_ARGS = (0.9, 0.12, 0.95, 0.0)  # alpha, threshold, sigma, shrink (on the [0, 1] scale)
 # Here mean |v| is ~0.007, so this budget binds: the device-side threshold and the shrink really act.
@@ -72,46 +69,6 @@ def _rand_flow(g: torch.Generator, rig: KernelRig, scale: float = 6.0) -> Tensor
     return (torch.randn(1, 2, H, W, device=rig.device, generator=g) * scale).float()
 
 
-def check_warp(rig: KernelRig, dtype: torch.dtype, mode: str) -> float:
-    """Bilinear or bicubic backward warp; returns the max abs error."""
-    g = torch.Generator(rig.device).manual_seed(0)
-    img = _rand(g, rig, dtype)
-    flow = _rand_flow(g, rig).to(dtype)  # up to ~20 px: many samples fall off the border
-    ref = warp_reference(img.float(), flow.float(), mode)
-    out = _run(rig, warp_cupy, (img, flow), mode)
-    err = float((out - ref).abs().max())
-    assert not _beyond(rig, dtype, out, ref, 2 if mode == "bicubic" else 1).any(), err  # 16 taps, overshoot
-    return err
-
-
-def check_consistency(rig: KernelRig, dtype: torch.dtype) -> float:
-    """Forward-backward consistency mask; returns the fraction of flipped pixels."""
-    g = torch.Generator(rig.device).manual_seed(1)
-    # A smooth flow of ~4 px (box-filtered noise made ~99% of pixels motion boundaries) and a noisy reverse:
-    # about a third each valid, occluded and motion boundary.
-    coarse = torch.randn(1, 2, 3, 5, device=rig.device, generator=g) * 5.0
-    fw = torch.nn.functional.interpolate(coarse, size=(H, W), mode="bicubic", align_corners=True).to(dtype)
-    bw = (-fw.float() + 0.3 * torch.randn(1, 2, H, W, device=rig.device, generator=g)).to(dtype)
-    ref = consistency_reference(fw.float(), bw.float())
-    out = _run(rig, consistency_cupy, (fw, bw))
-    assert out.shape == ref.shape and 0.1 < float(ref.mean()) < 0.9  # both outcomes are exercised
-    flipped = float((out != ref).float().mean())
-    assert flipped <= rig.mask_flip[dtype], flipped
-    return flipped
-
-
-def check_photometric(rig: KernelRig, dtype: torch.dtype) -> float:
-    """Photometric mask; returns the fraction of flipped pixels."""
-    g = torch.Generator(rig.device).manual_seed(2)
-    a, b = _rand(g, rig, dtype), _rand(g, rig, dtype)
-    ref = photometric_reference(a.float(), b.float(), 0.3)
-    out = _run(rig, photometric_cupy, (a, b), 0.3)
-    assert out.shape == ref.shape and 0.1 < float(ref.mean()) < 0.9
-    flipped = float((out != ref).float().mean())
-    assert flipped <= rig.mask_flip[dtype], flipped
-    return flipped
-
-
 def _blend_inputs(rig: KernelRig, dtype: torch.dtype, seed: int) -> tuple[Tensor, ...]:
     """cur, prev_in, prev_out, stylized, flow in ``dtype``: part of prev_in matches cur, part is occluded."""
     g = torch.Generator(rig.device).manual_seed(seed)
@@ -136,13 +93,6 @@ def _blend_error(rig: KernelRig, dtype: torch.dtype, inputs: tuple[Tensor, ...],
     return err
 
 
-def check_fused_blend(rig: KernelRig, dtype: torch.dtype) -> float:
-    """The 'full' blend (bilinear warp, photometric mask) in one kernel; returns the max abs error."""
-    inputs = _blend_inputs(rig, dtype, 3)
-    ref = fused_blend_reference(*(x.float() for x in inputs), *FUSED_ARGS)
-    return _blend_error(rig, dtype, inputs, FUSED_ARGS[1], _run(rig, fused_blend_cupy, inputs, *FUSED_ARGS), ref, 0)
-
-
 def check_lowpass_blend(rig: KernelRig, dtype: torch.dtype, budget: float | None) -> float:
     """The runtime default (BlendStage 'lowpass'): bicubic warp, mask, blur, soft threshold; max abs error."""
     inputs = _blend_inputs(rig, dtype, 5)
@@ -156,6 +106,20 @@ def check_lowpass_blend(rig: KernelRig, dtype: torch.dtype, budget: float | None
             assert float((ref - styl).abs().mean()) < 0.5 * float((free - styl).abs().mean())
     out = _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, budget)
     return _blend_error(rig, dtype, inputs, LOWPASS_ARGS[1], out, ref, BLUR_RADIUS)
+
+
+def check_lowpass_scene_cut(rig: KernelRig, dtype: torch.dtype) -> float:
+    """With ``cut_fraction`` above the share of unoccluded pixels the output is ``stylized`` exactly (the
+    device-side scene cut); below it the blend is the reference's. Returns the max abs error of the cut."""
+    inputs = _blend_inputs(rig, dtype, 5)
+    cur, prev_in, flow = (inputs[i].float() for i in (0, 1, 4))
+    matched = float((photometric_mask(cur, backward_warp(prev_in, flow), LOWPASS_ARGS[1])).mean())
+    cut = _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, None, min(1.0, matched + 0.05))
+    err = float((cut - inputs[3].float()).abs().max())
+    assert err == 0.0, err
+    kept = _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, None, max(0.0, matched - 0.05))
+    assert torch.equal(kept, _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, None))
+    return err
 
 
 def check_layout(rig: KernelRig, dtype: torch.dtype) -> float:
@@ -184,13 +148,9 @@ def _dtype_cases(name: str, check: Callable[..., float], **kwargs: Any) -> dict[
 
 
 CASES: dict[str, Callable[[KernelRig], float]] = {
-    **_dtype_cases("warp-bilinear", check_warp, mode="bilinear"),
-    **_dtype_cases("warp-bicubic", check_warp, mode="bicubic"),
-    **_dtype_cases("consistency", check_consistency),
-    **_dtype_cases("photometric", check_photometric),
-    **_dtype_cases("fused-blend", check_fused_blend),
     **_dtype_cases("lowpass-blend", check_lowpass_blend, budget=BINDING_BUDGET),
     **_dtype_cases("lowpass-blend-no-budget", check_lowpass_blend, budget=None),
+    **_dtype_cases("lowpass-blend-scene-cut", check_lowpass_scene_cut),
     **_dtype_cases("layout", check_layout),
 }
 """Case id (kernel-dtype) -> check(rig), which asserts and returns its measured error for the log."""

@@ -21,7 +21,7 @@ from vst.kernels._cuda import full_source
 
 def _sources() -> list[tuple[str, str]]:
     found = []
-    for mod in ("warp", "occlusion", "blend", "layout"):
+    for mod in ("blend", "layout"):  # vst.kernels.warp holds device functions only: blend compiles them
         module = importlib.import_module(f"vst.kernels.{mod}")
         found += [(f"{mod}.{name}", src) for name, src in vars(module).items() if isinstance(src, str) and "__global__" in src]
     return found

@@ -22,8 +22,6 @@ from kernel_cases import CASES, DTYPES, H, W, KernelRig
 
 import vst.kernels.blend
 import vst.kernels.layout
-import vst.kernels.occlusion
-import vst.kernels.warp
 from vst.kernels import _cuda
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,7 @@ MASK_FLIP = dict.fromkeys(DTYPES, 1.5 / (H * W))
 def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[KernelRig]:
     """vst.kernels with cupy replaced by the CPU stand-in; no compiled kernel outlives the test."""
     emulated = EmulatedCupy()
-    for module in (_cuda, vst.kernels.warp, vst.kernels.occlusion, vst.kernels.blend, vst.kernels.layout):
+    for module in (_cuda, vst.kernels.blend, vst.kernels.layout):
         monkeypatch.setattr(module, "cupy", lambda: emulated)  # each imported the name `cupy` itself
     _cuda.kernel.cache_clear()  # a real CuPy kernel cached by a GPU test must not be used here, nor ours there
     yield KernelRig(torch.device("cpu"), lambda t: t.numpy(), torch.from_numpy, ATOL, RTOL, MASK_FLIP)
@@ -55,12 +53,12 @@ def test_kernel_matches_reference(rig: KernelRig, case: str) -> None:
 def test_emulator_rejects_arguments_a_gpu_would_misread(rig: KernelRig) -> None:
     """A Python int goes to CuPy as long long, a float16 array to a float* is read as garbage, a strided view
     as if contiguous: on the GPU these give wrong numbers, here they raise."""
-    k = _cuda.kernel(vst.kernels.warp._SRC, "warp", "float")
-    img, flow, out = np.zeros((1, 3, 4, 5), np.float32), np.zeros((1, 2, 4, 5), np.float32), np.zeros((1, 3, 4, 5), np.float32)
-    k((1,), (32,), (img, flow, out, np.int32(3), np.int32(4), np.int32(5)))  # the right call runs
+    k = _cuda.kernel(vst.kernels.blend._LOWPASS_SRC, "shrink_add", "float")
+    dev, b, styl, out = np.zeros((3, 4, 6), np.float32), np.zeros((), np.float32), np.zeros((3, 4, 6), np.float32), np.zeros((3, 4, 6), np.float32)
+    k((1,), (128,), (dev, b, styl, out, np.int32(72)))  # the right call runs
     with pytest.raises(TypeError, match="np.int32"):
-        k((1,), (32,), (img, flow, out, 3, np.int32(4), np.int32(5)))
+        k((1,), (128,), (dev, b, styl, out, 72))
     with pytest.raises(TypeError, match="float32 array"):
-        k((1,), (32,), (img.astype(np.float16), flow, out, np.int32(3), np.int32(4), np.int32(5)))
+        k((1,), (128,), (dev.astype(np.float16), b, styl, out, np.int32(72)))
     with pytest.raises(ValueError, match="C-contiguous"):
-        k((1,), (32,), (img[..., ::2], flow, out, np.int32(3), np.int32(4), np.int32(5)))
+        k((1,), (128,), (dev[..., ::2], b, styl, out, np.int32(72)))
