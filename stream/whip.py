@@ -38,6 +38,9 @@ from vst.errors import VstError
 log = logging.getLogger("vst.whip")
 
 State = Literal["idle", "connecting", "publishing", "retrying", "ended", "stopped"]
+STABLE_S = 10.0
+"""A publish that lasted this long resets the backoff; one that dies at once (a sender that fails on
+every frame) keeps backing off instead of re-publishing in a tight loop."""
 
 
 class WhipError(VstError):
@@ -178,7 +181,11 @@ class WhipPublisher:
         log.info("%s: stopped (%d publishes, %d bytes sent)", self._prefix, self.publishes, self.stats()["bytes_sent"])
 
     async def publish_once(self) -> None:
-        """One publish: offer, POST, answer, connected. Raises WhipError (the session is torn down)."""
+        """One publish: offer, POST, answer, connected. Raises WhipError (the session is torn down).
+
+        For a caller that wants the first error at once; not while ``start()``'s task runs."""
+        if self._task is not None and not self._task.done() and asyncio.current_task() is not self._task:
+            raise RuntimeError("publish_once() while the background task publishes")
         self.attempts += 1
         self.state = "connecting"
         try:
@@ -305,8 +312,9 @@ class WhipPublisher:
         while True:
             try:
                 await self.publish_once()
-                delay = self.config.backoff_initial_s  # a good publish resets the backoff
                 reason = await self._watch()
+                if time.monotonic() - (self._since or 0.0) >= STABLE_S:
+                    delay = self.config.backoff_initial_s  # only a publish that lasted resets the backoff
                 if reason == "ended":
                     await self._teardown()
                     self.state = "ended"
@@ -341,6 +349,10 @@ class WhipPublisher:
                 pass
             if self.track.readyState == "ended":
                 return "ended"
+            if self._forward is not None and self._forward.readyState == "ended":
+                # aiortc ends a sender's track when its encoder raises; the connection would stay up
+                # and send nothing
+                return "the video sender stopped (see the aiortc warning above)"
             if await self._poll_stats(self._pc):
                 quiet_since = time.monotonic()
             elif (quiet := time.monotonic() - quiet_since) > self.config.silence_timeout_s:

@@ -358,7 +358,7 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
     log.info("%d frames matched by stamp (%d not), |error| vs stylized median %.1f, vs original median %.1f; %s",
              len(pairs), unmatched, to_stylized[len(pairs) // 2] if pairs else -1,
              to_original[len(pairs) // 2] if pairs else -1, stats)  # fmt: skip
-    assert len(pairs) >= 30, f"only {len(pairs)} subscriber frames matched a pipeline output ({unmatched} did not)"
+    assert len(pairs) >= 15, f"only {len(pairs)} subscriber frames matched a pipeline output ({unmatched} did not)"
     closer = sum(a < 0.5 * b for a, b in pairs)
     assert closer >= 0.95 * len(pairs), f"frames not clearly the stylized picture: {pairs[:5]}"
     assert to_stylized[len(pairs) // 2] < 8, to_stylized[-5:]

@@ -284,6 +284,41 @@ def test_background_task_never_raises_and_stops_when_the_source_ends(run: Run) -
     assert server.deletes() == ["/whip/res/0"]
 
 
+class Broken(Gray):
+    """Hands out something that is not a frame: aiortc's encoder raises and ends the sender's track."""
+
+    async def recv(self) -> Any:
+        await asyncio.sleep(1 / 30)
+        return "not a frame"
+
+
+def test_a_dead_sender_is_republished_with_backoff(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeWhip()
+    caplog.set_level(logging.INFO, "vst.whip")
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Broken(), WhipConfig(backoff_initial_s=0.05, backoff_max_s=0.4, poll_interval_s=0.1))
+        pub.start()
+        assert await until(lambda: pub.stats()["reconnects"] >= 2, 15), pub.stats()
+        await pub.stop()
+
+    run(server, body)
+    waits = [float(r.getMessage().split("retrying in ")[1].split(" s")[0]) for r in caplog.records if "retrying in" in r.getMessage()]
+    assert any("the video sender stopped" in r.getMessage() for r in caplog.records)
+    assert waits[-1] > waits[0], f"the backoff did not grow: {waits}"
+
+
+def test_publish_once_refuses_to_race_the_background_task(run: Run) -> None:
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Gray(), FAST)
+        pub.start()
+        with pytest.raises(RuntimeError, match="background task"):
+            await pub.publish_once()
+        await pub.stop()
+
+    run(FakeWhip(), body)
+
+
 # ---------------------------------------------------------------------- config and redaction
 
 
