@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from vst.errors import BackendUnavailable, StyleError, VstError
-from vst.hardware import cpu_has_bf16, env_threads
+from vst.hardware import cpu_has_bf16
+from vst.stream.engine import EngineOptions, engine_options
 from vst.stream.backends.onnx_io import MIN_SIDE, OnnxFrameEngine, style_onnx
 from vst.styles import Style
 
@@ -37,13 +38,18 @@ class OpenVinoEngine(OnnxFrameEngine):
     """Runs a style's ONNX graph with OpenVINO on the CPU, in bf16 where the CPU has it, else fp32.
 
     ``precision``: 'auto' (bf16 on CPUs with native bf16, fp32 elsewhere), 'fp32' or 'bf16'
-    (refused on a CPU without native bf16). Threads: ``$VST_THREADS``, else every CPU, as the
+    (refused on a CPU without native bf16). Threads: ``options.threads``, else every CPU, as the
     onnxruntime backend does.
     """
 
     backend = "openvino"
 
-    def __init__(self, style: Style, precision: str = "auto", *, max_shapes: int = DEFAULT_MAX_SHAPES) -> None:
+    device = "cpu"
+
+    def __init__(self, style: Style, options: EngineOptions | str | None = None, *, max_shapes: int | None = None) -> None:
+        opts = engine_options(options)
+        precision = opts.precision
+        max_shapes = opts.max_shapes if max_shapes is None else max_shapes
         try:
             import openvino as ov
             import openvino.properties as props
@@ -57,7 +63,7 @@ class OpenVinoEngine(OnnxFrameEngine):
         if max_shapes < 1:
             raise VstError(f"max_shapes must be >= 1, got {max_shapes}")
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if precision == "auto" else precision
-        self.threads = env_threads() or (os.cpu_count() or 1)
+        self.threads = opts.threads or (os.cpu_count() or 1)
         self.max_shapes = max_shapes
         path, meta = style_onnx(style)
         self._setup_io(meta)

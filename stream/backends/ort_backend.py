@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
-from vst.hardware import env_threads
+from vst.stream.engine import EngineOptions, engine_options
 from vst.stream.backends.onnx_io import OnnxFrameEngine, style_onnx
 from vst.styles import Style
 
@@ -21,7 +21,11 @@ class OrtEngine(OnnxFrameEngine):
 
     backend = "onnxruntime"
 
-    def __init__(self, style: Style, precision: str = "auto") -> None:
+    device = "cpu"  # the CUDA EP, where installed, still takes and returns host arrays through the frame API
+
+    def __init__(self, style: Style, options: EngineOptions | str | None = None) -> None:
+        opts = engine_options(options)
+        precision = opts.precision
         try:
             import onnxruntime as ort
         except ImportError:
@@ -34,7 +38,7 @@ class OrtEngine(OnnxFrameEngine):
         from vst.onnx_styles import load_session
 
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.threads = env_threads() or (os.cpu_count() or 1)
+        self.threads = opts.threads or (os.cpu_count() or 1)
         self.session: Any = load_session(path, providers, self.threads)
         log.info("onnxruntime providers: %s", self.session.get_providers())
         self.input = self.input or self.session.get_inputs()[0].name

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
+from vst.stream.engine import EngineOptions, engine_options
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.trt")
@@ -39,7 +40,10 @@ class TensorRTEngine:
 
     backend = "tensorrt"
 
-    def __init__(self, style: Style, precision: str = "auto") -> None:
+    device = "cuda"
+
+    def __init__(self, style: Style, options: EngineOptions | str | None = None) -> None:
+        precision = engine_options(options).precision
         from vst.export.trt_build import import_tensorrt
 
         self.trt = import_tensorrt()  # BackendUnavailable "TensorRT not installed ..." without it
@@ -51,7 +55,8 @@ class TensorRTEngine:
             raise VstError(f"tensorrt supports precision fp16 or fp32, not {precision!r}")
         self.precision = "fp16" if precision == "auto" else precision
         self.style = style
-        self.device = torch.device("cuda")
+        self.torch_device = torch.device("cuda")
+        self._stream = torch.cuda.Stream()  # TensorRT enqueues here, never on the legacy default stream
         # The I/O dtype the engine will have (confirmed from the engine when it loads).
         self.dtype = self.out_dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if style.kind != "torch":
@@ -105,13 +110,13 @@ class TensorRTEngine:
             log.warning("frame size %dx%d is not in the engine; asking vst.export to build one that has it", hw[1], hw[0])
             self.prepare([(hw[1], hw[0])])
         context = self._engine.create_execution_context()
-        stream = torch.cuda.current_stream().cuda_stream
+        stream = self._stream.cuda_stream
         # Set once per context: each context stays on its own profile, so no per-frame profile switch.
         context.set_optimization_profile_async(self._profiles[hw], stream)
         shape = (1, 3, *hw)
         context.set_input_shape(self.input_name, shape)
-        x = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.device, dtype=self.out_dtype)
+        x = torch.zeros(shape, device=self.torch_device, dtype=self.dtype)
+        y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.torch_device, dtype=self.out_dtype)
         context.set_tensor_address(self.output_name, y.data_ptr())
         slot = self._slots[hw] = _Slot(context, x, y)
         return slot
@@ -122,22 +127,31 @@ class TensorRTEngine:
         """The engine's own input buffer for padded size ``hw`` (H, W): write into it to skip a copy."""
         return self._slot(hw).input
 
-    def infer(self, x: Any) -> Any:
+    @property
+    def io_dtype(self) -> Any:
+        return self.dtype
+
+    def infer(self, x: Any, stream: Any = None) -> Any:
         """(1, 3, H, W) cuda tensor in the model's range -> its output buffer (valid until the next call).
 
-        Enqueued on torch's current stream; nothing here waits for the GPU.
+        Enqueued on the engine's own stream, which first waits for ``stream`` (default: the current
+        one) and which ``stream`` then waits for: ``wait_stream`` both ways, no host wait.
         """
         import torch
 
+        caller = stream if stream is not None else torch.cuda.current_stream()
         hw = (int(x.shape[2]), int(x.shape[3]))
         if self._engine is None:
             self.prepare([(hw[1], hw[0])])
         slot = self._slot(hw)
-        if x.data_ptr() != slot.input.data_ptr():
-            slot.input.copy_(x)
-        slot.context.set_tensor_address(self.input_name, slot.input.data_ptr())
-        if not slot.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise VstError("TensorRT execute_async_v3 failed (see the tensorrt log lines)")
+        self._stream.wait_stream(caller)
+        with torch.cuda.stream(self._stream):
+            if x.data_ptr() != slot.input.data_ptr():
+                slot.input.copy_(x)
+            slot.context.set_tensor_address(self.input_name, slot.input.data_ptr())
+            if not slot.context.execute_async_v3(self._stream.cuda_stream):
+                raise VstError("TensorRT execute_async_v3 failed (see the tensorrt log lines)")
+        caller.wait_stream(self._stream)
         return slot.output
 
     # ------------------------------------------------------------------ frame API (Engine protocol)
@@ -148,7 +162,7 @@ class TensorRTEngine:
         from vst.imaging import pad_to_multiple, to_frame, to_tensor
 
         with torch.inference_mode():
-            x, (h, w) = pad_to_multiple(to_tensor(frame, self.device, self.dtype))
+            x, (h, w) = pad_to_multiple(to_tensor(frame, self.torch_device, self.dtype))
             return to_frame(self.infer(x)[..., :h, :w])
 
 
