@@ -1,0 +1,418 @@
+"""The CUDA processor: frames in, stylized frames out, with upload, compute and download overlapped.
+
+    proc = CudaProcessor(make_engine(style, "torch-cuda"), CudaConfig(), on_output)
+    for frame in frames:
+        proc.submit(frame, time.time())   # returns as soon as the work is enqueued
+    proc.flush()                          # every on_output call has returned
+    proc.close()
+
+Per frame t (slot i = t mod depth), three streams and host threads:
+
+    host (caller)   copy frame -> pinned_in[i]          (waits only for slot i's previous upload)
+    h2d stream      pinned_in[i] -> dev_in[i]           (after compute released dev_in[i])
+    compute stream  uint8 HWC -> NCHW, infer, [blend], NCHW -> uint8 HWC into dev_out[i]
+    d2h stream      dev_out[i] -> pinned_out[i]
+    collector       waits on slot i's D2H event, hands the slot to an encode worker
+    encode workers  on_output(Processed) on CPU threads; the slot is free again when it returns
+
+Streams hand off through events (``wait_event``), never ``synchronize()``; the only host waits are
+on one slot's event, where the host must touch that slot's pinned memory. Buffers are allocated
+once per frame size (and again only when the size changes). Encode workers finish out of order: an
+output older than one already handed on is stale and dropped (counted in ``stale_dropped``).
+
+The blend is ``BlendStage``'s 'lowpass' (vst.kernels.blend) with the same ``BlendConfig``: a float32
+history, live α, and the scene cut decided on the device. Flow (DIS) runs on the submitting thread.
+
+Every device call goes through a ``vst.stream.cuda_device.Device``: the unit tests run this
+scheduling on the CPU against a fake device (tests/unit/fake_cuda.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from vst.errors import VstError
+from vst.imaging import SIZE_MULTIPLE
+from vst.stream.blend_config import BlendConfig
+from vst.stream.cuda_device import Device, TorchCudaDevice
+from vst.stream.engine import TensorEngine
+from vst.stream.processor import OutputCallback, Processed
+
+log = logging.getLogger("vst.cuda_processor")
+
+STAGES = ("upload", "preprocess", "infer", "blend", "postprocess", "download")
+_SCALE = 1 / 127.5  # 0..255 levels -> the [-1, 1] tensors' scale
+
+
+def reflect_pad_(x: Any, h: int, w: int) -> None:
+    """Fill x[..., h:, :] and x[..., :, w:] by reflection, as ``vst.imaging.pad_to_multiple`` does, in place.
+
+    Instance norm takes whole-image statistics, so the pad content changes every output pixel a
+    little: the processor must pad exactly as the engines' frame API does. At most 3 rows/cols.
+    """
+    hp, wp = x.shape[-2:]
+    for k in range(hp - h):
+        x[:, :, h + k, :w].copy_(x[:, :, h - 2 - k, :w])
+    for k in range(wp - w):
+        x[:, :, :, w + k].copy_(x[:, :, :, w - 2 - k])
+
+
+def frame_to_input_(frame: Any, x: Any) -> None:
+    """uint8 (H, W, 3) tensor -> x (1, 3, Hp, Wp) in [-1, 1], reflect-padded; in place, no allocation.
+
+    Device-agnostic torch ops (the CPU unit test checks them against ``vst.imaging``).
+    """
+    h, w = frame.shape[:2]
+    x[0, :, :h, :w].copy_(frame.permute(2, 0, 1))  # the uint8 -> float cast happens inside the copy kernel
+    x[:, :, :h, :w].div_(127.5).sub_(1.0)  # the same ops as to_tensor: bit-identical in fp32
+    reflect_pad_(x, h, w)
+
+
+def output_to_frame_(y: Any, scratch: Any, out: Any) -> None:
+    """(1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) ``out``, through a float32 ``scratch`` (1, 3, H, W).
+
+    A scratch, not in place: y may be the blend history or an engine's output buffer. Rounds half to
+    even (``round_``), exactly as ``vst.imaging.to_frame``.
+    """
+    scratch.copy_(y)
+    scratch.add_(1.0).mul_(127.5).round_().clamp_(0.0, 255.0)
+    out.permute(2, 0, 1).copy_(scratch[0])
+
+
+@dataclass(frozen=True)
+class CudaConfig:
+    """How the CUDA processor is laid out. Defaults here, nowhere else."""
+
+    blend: BlendConfig = field(default_factory=BlendConfig)
+    """The temporal blend (mode 'lowpass' only); its alpha may be changed live with ``set_blend``."""
+    size: tuple[int, int] | None = None
+    """(W, H) to allocate buffers for up front; None: on the first frame (a new size reallocates)."""
+    depth: int = 2
+    """Host/device buffer sets in flight: 2 = double buffering."""
+    encode_workers: int = 2
+    """CPU threads running the output callback (I420 conversion, encode)."""
+    timing: bool = False
+    """Record CUDA timing events per stage (benchmarks only)."""
+    slot_timeout_s: float = 30.0
+    """Longest wait for a free slot before ``submit`` gives up with a VstError (a stuck sink)."""
+
+
+@dataclass
+class _Slot:
+    pinned_in: Any
+    pinned_in_np: np.ndarray
+    pinned_out: Any
+    pinned_out_np: np.ndarray
+    dev_in: Any
+    dev_out: Any
+    h2d_done: Any
+    pre_done: Any
+    compute_done: Any
+    d2h_done: Any
+    free: threading.Event = field(default_factory=threading.Event)
+    pinned_flow: Any = None
+    pinned_flow_np: np.ndarray | None = None
+    dev_flow: Any = None
+    marks: dict[str, Any] = field(default_factory=dict)
+    index: int = -1
+    t_submit: float = 0.0
+    captured: float = 0.0
+
+
+class CudaProcessor:
+    """Double-buffered, three-stream processor around a ``TensorEngine`` (see the module docstring)."""
+
+    kind: Literal["host", "cuda"] = "cuda"
+
+    def __init__(self, engine: TensorEngine, config: CudaConfig | None = None, on_output: OutputCallback | None = None,
+                 device: Device | None = None) -> None:  # fmt: skip
+        config = config or CudaConfig()
+        if config.depth < 2:
+            raise VstError("processor depth must be at least 2 (double buffering)")
+        if config.blend.mode != "lowpass":
+            raise VstError(f"the CUDA blend runs mode 'lowpass' only, not {config.blend.mode!r}")
+        self.device: Device = device or TorchCudaDevice()  # BackendUnavailable without a GPU
+        self.engine, self.config, self.on_output = engine, config, on_output
+        self.blend_config = config.blend
+        self._alpha = config.blend.alpha
+        self.h2d, self.compute, self.d2h = self.device.stream(), self.device.stream(), self.device.stream()
+        self.slots: list[_Slot] = []
+        self.h = self.w = 0
+        self._blend_ready = False  # blend buffers exist for the current size
+        self._have_history = False
+        self._prev_frame: np.ndarray | None = None
+        self._flow: Any = None
+        self._count = 0
+        self._newest_emitted = -1
+        self._emit_lock = threading.Lock()
+        self.stale_dropped = 0
+        """Outputs dropped because a newer one had already been handed on (encode workers finish out of order)."""
+        self._pending: queue.Queue[_Slot | None] = queue.Queue()
+        self._pool = ThreadPoolExecutor(max_workers=config.encode_workers, thread_name_prefix="vst-encode")
+        self._outstanding = 0
+        self._cv = threading.Condition()
+        self._error: BaseException | None = None
+        self.stage_ms: dict[str, list[float]] = {k: [] for k in STAGES}
+        self.latency_ms: list[float] = []
+        self.flow_ms: list[float] = []
+        """Host flow time per frame (ms), with blending on."""
+        if config.size is not None:
+            self._allocate(config.size[1], config.size[0])
+        self._collector = threading.Thread(target=self._collect, name="vst-d2h-collector", daemon=True)
+        self._collector.start()
+
+    # ------------------------------------------------------------------ buffers
+
+    def _allocate(self, h: int, w: int) -> None:
+        """(Re)build every per-size buffer; nothing may be in flight (``flush`` first)."""
+        dev, dt = self.device, self.engine.io_dtype
+        tdev = dev.torch_device
+        self.h, self.w = h, w
+        self.hp, self.wp = h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE
+        self.slots = []
+        for _ in range(self.config.depth):
+            pin_in, pin_out = dev.pinned((h, w, 3), torch.uint8), dev.pinned((h, w, 3), torch.uint8)
+            slot = _Slot(pin_in, pin_in.numpy(), pin_out, pin_out.numpy(),
+                         torch.empty((h, w, 3), dtype=torch.uint8, device=tdev),
+                         torch.empty((h, w, 3), dtype=torch.uint8, device=tdev),
+                         dev.event(), dev.event(), dev.event(), dev.event())  # fmt: skip
+            if self.config.timing:
+                slot.marks = {k: dev.event(timing=True) for k in ("h2d0", "h2d1", "c0", "pre", "inf", "bl", "post", "d2h0", "d2h1")}
+            slot.free.set()
+            self.slots.append(slot)
+        with dev.use(self.compute):
+            self.x = self.engine.static_input((self.hp, self.wp))
+            if self.x.dtype != dt:
+                raise VstError(f"engine {self.engine.backend}: static input is {self.x.dtype}, io_dtype says {dt}")
+            self.post = torch.empty((1, 3, h, w), dtype=torch.float32, device=tdev)  # fp32: exact 0..255 rounding
+        self._blend_ready = False
+        self._have_history = False
+        self._prev_frame = None
+        dev.synchronize()  # setup only: buffers exist before the first frame's streams use them
+        log.info("buffers for %dx%d (%d slots, %s)", w, h, len(self.slots), dt)
+
+    def _allocate_blend(self) -> None:
+        """The blend's buffers, all float32 (the history must not round to fp16 frame after frame)."""
+        dev, tdev, (h, w) = self.device, self.device.torch_device, (self.h, self.w)
+        for slot in self.slots:
+            slot.pinned_flow = dev.pinned((h, w, 2), torch.float32)
+            slot.pinned_flow_np = slot.pinned_flow.numpy()
+            slot.dev_flow = torch.empty((h, w, 2), dtype=torch.float32, device=tdev)
+        with dev.use(self.compute):
+            f32 = {"dtype": torch.float32, "device": tdev}
+            self.flow32 = torch.empty((1, 2, h, w), **f32)
+            self.cur32, self.prev_in32 = torch.empty((1, 3, h, w), **f32), torch.empty((1, 3, h, w), **f32)
+            self.styl32, self.prev_out32 = torch.empty((1, 3, h, w), **f32), torch.empty((1, 3, h, w), **f32)
+        if self._flow is None:
+            from vst.flow import make_flow
+
+            self._flow = make_flow("dis")
+        dev.synchronize()
+        self._blend_ready = True
+
+    # ------------------------------------------------------------------ control (between frames)
+
+    def set_engine(self, engine: TensorEngine) -> None:
+        """Switch engines (a style switch): waits for in-flight frames, re-fetches the static input."""
+        self.flush()
+        self.engine = engine
+        if self.slots:
+            self._allocate(self.h, self.w)
+
+    def set_blend(self, alpha: float) -> None:
+        self._alpha = self.blend_config.check_alpha(alpha)
+
+    def reset(self) -> None:
+        self._have_history = False
+        self._prev_frame = None
+
+    # ------------------------------------------------------------------ producer side
+
+    def _take_slot(self) -> _Slot:
+        slot = self.slots[self._count % len(self.slots)]
+        # The output callback of this slot's previous frame has returned: pinned_out may be overwritten.
+        if not slot.free.wait(self.config.slot_timeout_s):
+            raise VstError(f"no free slot after {self.config.slot_timeout_s:.0f} s: the output callback is stuck")
+        slot.free.clear()
+        return slot
+
+    def submit(self, frame: np.ndarray, captured: float = 0.0) -> None:
+        """Enqueue one (H, W, 3) uint8 frame; returns once its GPU work is queued.
+
+        Whatever raises in here, the slot taken is released: the next ``submit`` never waits on it.
+        """
+        if self._error is not None:
+            raise VstError(f"processor failed: {self._error}") from self._error
+        h, w = frame.shape[:2]
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise VstError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+        if (h, w) != (self.h, self.w):
+            self.flush()
+            self._allocate(h, w)
+        t0 = time.perf_counter()
+        slot = self._take_slot()
+        handed_on = False
+        try:
+            self._enqueue(slot, frame, captured, t0)
+            with self._cv:
+                self._outstanding += 1
+            self._pending.put(slot)
+            handed_on = True
+            self._count += 1
+        finally:
+            if not handed_on:
+                slot.free.set()
+
+    def _enqueue(self, slot: _Slot, frame: np.ndarray, captured: float, t0: float) -> None:
+        dev = self.device
+        slot.h2d_done.synchronize()  # this slot's previous upload has read pinned_in (one event, not the device)
+        np.copyto(slot.pinned_in_np, frame)
+        alpha = self._alpha
+        flow_ready = False
+        if alpha > 0:
+            if not self._blend_ready:
+                self._allocate_blend()
+            if self._prev_frame is not None:
+                tf = time.perf_counter()
+                np.copyto(slot.pinned_flow_np, self._flow(frame, self._prev_frame))  # t -> t-1
+                self.flow_ms.append((time.perf_counter() - tf) * 1e3)
+                flow_ready = True
+                np.copyto(self._prev_frame, frame)
+            else:
+                self._prev_frame = frame.copy()  # once per history; later frames copy into it
+        else:
+            self._have_history, self._prev_frame = False, None  # as BlendStage: α 0 keeps no history
+        slot.index, slot.t_submit, slot.captured = self._count, t0, captured
+        m = slot.marks
+        with torch.inference_mode():
+            with dev.use(self.h2d):  # copy_ enqueues on the *current* stream
+                self.h2d.wait_event(slot.pre_done)  # compute has consumed dev_in from this slot's last frame
+                if m:
+                    m["h2d0"].record(self.h2d)
+                slot.dev_in.copy_(slot.pinned_in, non_blocking=True)
+                if flow_ready:
+                    slot.dev_flow.copy_(slot.pinned_flow, non_blocking=True)
+                if m:
+                    m["h2d1"].record(self.h2d)
+                slot.h2d_done.record(self.h2d)
+            with dev.use(self.compute):
+                self.compute.wait_event(slot.h2d_done)
+                self.compute.wait_event(slot.d2h_done)  # dev_out's previous download has finished
+                if m:
+                    m["c0"].record(self.compute)
+                frame_to_input_(slot.dev_in, self.x)
+                slot.pre_done.record(self.compute)
+                if m:
+                    m["pre"].record(self.compute)
+                y = self.engine.infer(self.x, self.compute)
+                if m:
+                    m["inf"].record(self.compute)
+                y = y[:, :, : self.h, : self.w]
+                if alpha > 0:
+                    y = self._blend(slot, y, flow_ready, alpha)
+                if m:
+                    m["bl"].record(self.compute)
+                output_to_frame_(y, self.post, slot.dev_out)
+                if m:
+                    m["post"].record(self.compute)
+                slot.compute_done.record(self.compute)
+            with dev.use(self.d2h):
+                self.d2h.wait_event(slot.compute_done)
+                if m:
+                    m["d2h0"].record(self.d2h)
+                slot.pinned_out.copy_(slot.dev_out, non_blocking=True)
+                if m:
+                    m["d2h1"].record(self.d2h)
+                slot.d2h_done.record(self.d2h)
+
+    def _blend(self, slot: _Slot, y: Any, flow_ready: bool, alpha: float) -> Any:
+        """Warp + photometric mask + low-band blend against the float32 history (CuPy kernels), on the compute stream."""
+        self.cur32.copy_(self.x[:, :, : self.h, : self.w])
+        if flow_ready and self._have_history:
+            from vst.kernels.blend import lowpass_blend_cupy
+
+            cfg = self.blend_config
+            threshold, shrink, budget = cfg.scaled(_SCALE)  # images are in [-1, 1]
+            self.styl32.copy_(y)
+            self.flow32[0].copy_(slot.dev_flow.permute(2, 0, 1))
+            cp = self.device.kernels()
+            with self.device.kernel_stream(self.compute):
+                out = lowpass_blend_cupy(*(cp.from_dlpack(t) for t in (self.cur32, self.prev_in32, self.prev_out32, self.styl32, self.flow32)),
+                                         alpha, threshold, cfg.sigma, shrink, budget, cfg.cut_fraction)  # fmt: skip
+            self.prev_out32.copy_(torch.from_dlpack(out))  # DLPack: stream-ordered hand-off, no host sync
+        else:
+            self.prev_out32.copy_(y)
+        self.prev_in32.copy_(self.cur32)
+        self._have_history = True
+        return self.prev_out32
+
+    # ------------------------------------------------------------------ consumer side
+
+    def _collect(self) -> None:
+        while True:
+            slot = self._pending.get()
+            if slot is None:
+                return
+            try:
+                slot.d2h_done.synchronize()  # only this slot's download; other streams keep running
+                if slot.marks:
+                    self._record_timing(slot.marks)
+                self._pool.submit(self._emit, slot)
+            except BaseException as e:  # a CUDA error must surface in submit/flush, not vanish in a thread
+                self._fail(e, slot)
+
+    def _emit(self, slot: _Slot) -> None:
+        try:
+            with self._emit_lock:
+                stale = slot.index < self._newest_emitted
+                if not stale:
+                    self._newest_emitted = slot.index
+            if stale:
+                self.stale_dropped += 1
+            elif self.on_output is not None:
+                ms = (time.perf_counter() - slot.t_submit) * 1e3
+                self.on_output(Processed(slot.index, slot.pinned_out_np, slot.pinned_in_np, slot.captured, ms))
+            self.latency_ms.append((time.perf_counter() - slot.t_submit) * 1e3)
+        except BaseException as e:
+            self._fail(e, slot)
+            return
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        slot.free.set()
+        with self._cv:
+            self._outstanding -= 1
+            self._cv.notify_all()
+
+    def _fail(self, e: BaseException, slot: _Slot) -> None:
+        log.error("frame %d failed: %s", slot.index, e)
+        self._error = e
+        self._release(slot)
+
+    def _record_timing(self, m: dict[str, Any]) -> None:
+        pairs = {"upload": ("h2d0", "h2d1"), "preprocess": ("c0", "pre"), "infer": ("pre", "inf"),
+                 "blend": ("inf", "bl"), "postprocess": ("bl", "post"), "download": ("d2h0", "d2h1")}  # fmt: skip
+        for stage, (a, b) in pairs.items():
+            self.stage_ms[stage].append(m[a].elapsed_time(m[b]))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every submitted frame has been through the output callback."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._outstanding == 0, timeout=timeout):
+                raise VstError("processor flush timed out")
+        if self._error is not None:
+            raise VstError(f"processor failed: {self._error}") from self._error
+
+    def close(self) -> None:
+        self._pending.put(None)
+        self._collector.join(timeout=5)
+        self._pool.shutdown(wait=True)

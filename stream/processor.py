@@ -1,0 +1,149 @@
+"""The processor: the one device-specific stage between a source and the sinks.
+
+    source -> Pipeline (capture, newest-wins, state) -> Processor.submit(frame, captured)
+                                                          -> on_output(Processed) -> publish -> sinks
+
+Two implementations of one protocol:
+
+- ``HostProcessor``: the engine's frame API and the CPU ``BlendStage``, synchronously, in the caller's
+  thread (openvino, onnxruntime, torch-cpu).
+- ``CudaProcessor`` (``vst.stream.cuda_processor``): pinned buffers, three CUDA streams and the CuPy
+  low-pass blend; ``submit`` returns once the work is enqueued and outputs arrive on encode threads
+  (torch-cuda, tensorrt).
+
+``make_processor`` picks by the engine's backend and logs the choice. Everything that configures a
+processor (``set_engine``, ``set_blend``, ``reset``) is called by the pipeline's processing thread
+between frames, never concurrently with ``submit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from vst.errors import VstError
+from vst.stream.blend import BlendStage
+from vst.stream.blend_config import BlendConfig
+from vst.stream.engine import CUDA_BACKENDS, Engine, TensorEngine
+
+log = logging.getLogger("vst.processor")
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One processed frame, handed to the output callback.
+
+    ``stylized`` and ``original`` may be the processor's own buffers: valid only during the callback
+    (copy what you keep).
+    """
+
+    index: int
+    """Submission number (0, 1, ...): outputs may arrive out of order on the CUDA processor."""
+    stylized: np.ndarray
+    """(H, W, 3) uint8 RGB."""
+    original: np.ndarray
+    """(H, W, 3) uint8 RGB, the input it came from."""
+    captured: float
+    """The ``captured`` time given to ``submit``."""
+    process_ms: float
+    """Submit to output, ms (host: engine + blend; CUDA: upload to download)."""
+
+
+OutputCallback = Callable[[Processed], None]
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Frames in (``submit``), ``Processed`` out (the callback given at construction)."""
+
+    kind: Literal["host", "cuda"]
+
+    def submit(self, frame: np.ndarray, captured: float) -> None:
+        """Process one (H, W, 3) uint8 frame. Raises what the engine raised; never leaves the processor
+        unable to take the next frame."""
+        ...
+
+    def set_engine(self, engine: Engine) -> None:
+        """Use ``engine`` from the next frame on (a style switch); the blend history restarts."""
+        ...
+
+    def set_blend(self, alpha: float) -> None:
+        """The blend strength from the next frame on (already validated against the processor's BlendConfig)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the blend history (a new source, a scene the caller knows changed)."""
+        ...
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every submitted frame's callback has returned."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HostProcessor:
+    """Engine frame API + CPU ``BlendStage``, synchronously in the caller's thread."""
+
+    kind: Literal["host", "cuda"] = "host"
+
+    def __init__(self, engine: Engine, blend: BlendConfig, on_output: OutputCallback, flow: str = "dis") -> None:
+        self._engine = engine
+        self._blend = BlendStage.from_config(blend, flow)
+        self._on_output = on_output
+        self._count = 0
+
+    @property
+    def blend(self) -> BlendStage:
+        return self._blend
+
+    def submit(self, frame: np.ndarray, captured: float) -> None:
+        t0 = time.perf_counter()
+        out = self._engine(frame)
+        out = self._blend(frame, out)  # alpha 0 is a pass-through
+        index, self._count = self._count, self._count + 1
+        self._on_output(Processed(index, out, frame, captured, (time.perf_counter() - t0) * 1e3))
+
+    def set_engine(self, engine: Engine) -> None:
+        self._engine = engine
+        self._blend.reset()
+
+    def set_blend(self, alpha: float) -> None:
+        self._blend.alpha = alpha
+
+    def reset(self) -> None:
+        self._blend.reset()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing is ever pending: ``submit`` returns after the callback."""
+
+    def close(self) -> None:
+        pass
+
+
+ProcessorKind = Literal["auto", "host", "cuda"]
+
+
+def make_processor(engine: Engine, blend: BlendConfig, on_output: OutputCallback, kind: ProcessorKind = "auto") -> Processor:
+    """The processor for ``engine``: CUDA for the CUDA backends (torch-cuda, tensorrt), else host; logged.
+
+    ``kind`` 'host' forces the host processor (e.g. to compare); 'cuda' refuses a non-CUDA engine.
+    """
+    cuda = engine.backend in CUDA_BACKENDS
+    if kind == "cuda" and not cuda:
+        raise VstError(f"the CUDA processor needs a CUDA engine (torch-cuda or tensorrt), not {engine.backend}")
+    if kind != "host" and cuda:
+        from vst.stream.cuda_processor import CudaConfig, CudaProcessor
+
+        if not isinstance(engine, TensorEngine):
+            raise VstError(f"engine {type(engine).__name__} does not implement the TensorEngine contract")
+        log.info("processor: CUDA streams (%s %s, CuPy blend) - pinned upload, three streams, encode workers",
+                 engine.backend, engine.precision)  # fmt: skip
+        return CudaProcessor(engine, CudaConfig(blend=blend), on_output)
+    log.info("processor: host (%s %s on %s, CPU blend)", engine.backend, engine.precision, engine.device)
+    return HostProcessor(engine, blend, on_output)
