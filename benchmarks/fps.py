@@ -8,10 +8,10 @@
 For each (model, backend, size):
   naive      eager fp32 torch, synchronous, new tensors every frame: decode -> to_tensor ->
              net -> to_frame -> encode, one after another.
-  optimized  CPU backends (torch-cpu, onnxruntime): decode and encode on their own threads,
-             preallocated buffers, the backend's inference in between.
-             CUDA backends (torch-cuda, tensorrt): vst.stream.cuda_pipeline (pinned double
-             buffers, copy/compute streams, encode workers), stage times from CUDA events.
+  optimized  what vst-stream runs. CPU backends (torch-cpu, onnxruntime, openvino): decode and
+             encode threads around vst.stream.processor.HostProcessor (the engine's frame API +
+             BlendStage). CUDA backends (torch-cuda, tensorrt): vst.stream.cuda_processor
+             (pinned double buffers, copy/compute streams, encode workers), stage times from CUDA events.
 Reported: fps, naive fps and the ratio, per-stage mean ms (decode, upload, preprocess, infer,
 flow, blend, download, encode; null where a stage does not exist on that path), latency
 p50/p95/p99 (frame read -> encoded), and the compute floor: the model's conv FLOPs divided by
@@ -45,7 +45,7 @@ from vst.cli import parse_size, setup_logging
 from vst.errors import VstError
 from vst.flow import TimedFlow, make_flow
 from vst.hardware import cpu_model
-from vst.imaging import SIZE_MULTIPLE, pad_to_multiple, to_frame, to_tensor
+from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.models import GeneratorSpec, build_generator, count_macs, init_weights
 from vst.styles import Style, load_generator, resolve_style, save_style
 
@@ -258,53 +258,53 @@ def _blender(alpha: float) -> tuple[Any, TimedFlow]:
 
 def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callable[[], Iterator[np.ndarray]],
                       n: int, warmup: int, encode: Encoder, blend: float) -> dict[str, Any]:  # fmt: skip
-    """Decode thread -> [preprocess + infer + blend] -> encode thread, with preallocated buffers."""
+    """What the server runs on a CPU: decode thread -> HostProcessor (engine + blend) -> encode thread.
+
+    The processor is ``vst.stream.processor.HostProcessor``, the one ``vst-stream`` builds for CPU
+    backends; only the timing wrappers around its engine and flow are added here.
+    """
+    from vst.stream.blend_config import BlendConfig
     from vst.stream.engine import make_engine
+    from vst.stream.processor import HostProcessor, Processed
 
     engine = make_engine(style, backend, precision)
-    it = frames()
-    first = next(it)
-    h, w = first.shape[:2]
-    hp, wp = h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE
-    xbuf = np.zeros((1, 3, hp, wp), np.float32)
-    outbufs = [np.empty((h, w, 3), np.uint8) for _ in range(3)]  # a ring: encode reads one while we fill the next
-    tmp = np.empty((h, w, 3), np.float32)
-    value_range = getattr(engine, "value_range", -1.0)
-    scale, offset = (1 / 127.5, -1.0) if value_range < 0 else (value_range / 255.0, 0.0)
+    infer_ms: list[float] = []
 
-    if backend in ("onnxruntime", "openvino"):  # both take the padded NCHW float buffer
-        infer: Callable[[np.ndarray], np.ndarray] = engine.infer  # type: ignore[attr-defined]
-    else:
-        net = engine.net  # type: ignore[attr-defined]
-        bf16 = engine.precision == "bf16"
-        xt = torch.from_numpy(xbuf)
+    class TimedEngine:  # the engine's frame API (pre/post-processing included), timed
+        backend, precision, device = engine.backend, engine.precision, engine.device
 
-        def infer(_: np.ndarray) -> np.ndarray:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return net(xt).float().numpy()
+        def __call__(self, frame: np.ndarray) -> np.ndarray:
+            t0 = time.perf_counter()
+            out = engine(frame)
+            infer_ms.append((time.perf_counter() - t0) * 1e3)
+            return out
 
+    timed_flow = TimedFlow(make_flow("dis"))
     total = warmup + n
+    it = frames()
     # One slot each way: decode runs one frame ahead, no more, so latency stays ~2 frame times (as serving's one-slot queue).
     decoded: queue.Queue[tuple[float, float, np.ndarray] | None] = queue.Queue(maxsize=1)
     to_encode: queue.Queue[tuple[int, float, np.ndarray] | None] = queue.Queue(maxsize=1)
-    stage: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "infer", "blend", "encode")}
+    stage: dict[str, list[float]] = {k: [] for k in ("decode", "process", "encode")}
     lat: list[float] = []
     done_at: list[float] = []
-    blender, timed_flow = _blender(blend)
     errors: list[BaseException] = []
+    started: dict[int, float] = {}
 
+    def on_output(p: Processed) -> None:
+        to_encode.put((p.index, started.pop(p.index), p.stylized))  # host results are owned: no copy
+
+    processor = HostProcessor(TimedEngine(), BlendConfig(alpha=blend), on_output, flow=timed_flow)
     # The decoder starts frame t+1 when frame t is taken, never earlier: a frame's latency clock starts
     # when the pipeline could actually use it, not while it sits in a backlog.
     token = threading.Semaphore(1)
 
     def decoder() -> None:
         try:
-            pending = first
             for _ in range(total):
                 token.acquire()
                 t0 = time.perf_counter()
-                frame = pending if pending is not None else next(it)
-                pending = None
+                frame = next(it)
                 decoded.put((t0, (time.perf_counter() - t0) * 1e3, frame))
         except BaseException as e:  # surface in the main thread
             errors.append(e)
@@ -336,47 +336,24 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
         t0, dec_ms, frame = item
         if i == warmup:
             t_start = t0
+        started[i] = t0
         t1 = time.perf_counter()
-        # uint8 HWC -> float NCHW in the model's range, written into the one input buffer.
-        np.multiply(frame.transpose(2, 0, 1), scale, out=xbuf[0, :, :h, :w], casting="unsafe")
-        if offset:
-            xbuf[0, :, :h, :w] += offset
-        if hp > h or wp > w:
-            xbuf[0, :, h:, :w] = xbuf[0, :, h - 1 : h, :w]
-            xbuf[0, :, :, w:] = xbuf[0, :, :, w - 1 : w]
-        t2 = time.perf_counter()
-        y = infer(xbuf)[0, :, :h, :w]
-        t3 = time.perf_counter()
-        out = outbufs[i % len(outbufs)]
-        if value_range < 0:
-            np.multiply(y.transpose(1, 2, 0), 127.5, out=tmp)
-            tmp += 128.0  # (y + 1) * 127.5 + 0.5, rounded by the clip-and-cast below
-        else:
-            np.multiply(y.transpose(1, 2, 0), 255.0 / value_range, out=tmp)
-            tmp += 0.5
-        np.clip(tmp, 0, 255, out=tmp)
-        out[...] = tmp  # float -> uint8 cast into the ring buffer (no new array)
-        t4 = time.perf_counter()
-        if blender is not None:
-            out = blender(frame, out)
-        t5 = time.perf_counter()
-        to_encode.put((i, t0, out))
+        processor.submit(frame, t0)
         if i >= warmup:
             stage["decode"].append(dec_ms)
-            stage["preprocess"].append((t2 - t1 + t4 - t3) * 1e3)
-            stage["infer"].append((t3 - t2) * 1e3)
-            stage["blend"].append((t5 - t4) * 1e3)
+            stage["process"].append((time.perf_counter() - t1) * 1e3)
     to_encode.put(None)
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
     wall = done_at[-1] - t_start
-    flow_ms = timed_flow.ms[-n:] if blender is not None else []
+    flow_ms = timed_flow.ms[-n:] if blend else []
+    infer = _mean(infer_ms[-n:])
     stages = {
-        "decode": _mean(stage["decode"]), "upload": None, "preprocess": _mean(stage["preprocess"]),
-        "infer": _mean(stage["infer"]), "flow": _mean(flow_ms) if blender else None,
-        "blend": round((_mean(stage["blend"]) or 0) - (_mean(flow_ms) or 0), 3) if blender else None,
+        "decode": _mean(stage["decode"]), "upload": None, "preprocess": None, "infer": infer,
+        "flow": _mean(flow_ms) if blend else None,
+        "blend": round((_mean(stage["process"]) or 0) - (infer or 0) - (_mean(flow_ms) or 0), 3) if blend else None,
         "download": None, "encode": _mean(stage["encode"]),
     }  # fmt: skip
     return {"fps": n / wall, "stages": stages, "latency": _percentiles(lat), "precision": engine.precision}
@@ -386,8 +363,10 @@ def run_cuda_optimized(style: Style, backend: str, precision: str, frames: Calla
                        n: int, warmup: int, encode: Encoder, blend: float, size: tuple[int, int],
                        encode_workers: int, depth: int) -> dict[str, Any]:  # fmt: skip
     """The CUDA-stream pipeline fed by a decode thread; stage times from its CUDA events."""
-    from vst.stream.cuda_pipeline import CudaPipeline, PipelineConfig
+    from vst.stream.blend_config import BlendConfig
+    from vst.stream.cuda_processor import CudaConfig, CudaProcessor
     from vst.stream.engine import make_engine
+    from vst.stream.processor import Processed
 
     engine = make_engine(style, backend, precision)
     if backend == "tensorrt":
@@ -395,16 +374,16 @@ def run_cuda_optimized(style: Style, backend: str, precision: str, frames: Calla
     enc_ms: list[float] = []
     done_at: list[float] = []
 
-    def sink(index: int, frame: np.ndarray) -> None:
+    def sink(p: Processed) -> None:
         t0 = time.perf_counter()
-        encode(frame)
+        encode(p.stylized)
         t1 = time.perf_counter()
-        if index >= warmup:
+        if p.index >= warmup:
             enc_ms.append((t1 - t0) * 1e3)
             done_at.append(t1)
 
-    cfg = PipelineConfig(size=size, depth=depth, blend_alpha=blend, encode_workers=encode_workers, timing=True)
-    pipe = CudaPipeline(engine, cfg, sink)
+    cfg = CudaConfig(BlendConfig(alpha=blend), size=size, depth=depth, encode_workers=encode_workers, timing=True)
+    pipe = CudaProcessor(engine, cfg, sink)  # the processor vst-stream runs for CUDA backends
     decoded: queue.Queue[tuple[float, np.ndarray] | None] = queue.Queue(maxsize=4)
     dec_ms: list[float] = []
     it = frames()
@@ -427,7 +406,7 @@ def run_cuda_optimized(style: Style, backend: str, precision: str, frames: Calla
                 v.clear()
             pipe.latency_ms.clear()
             t_start = time.perf_counter()
-        pipe.submit(item[1])
+        pipe.submit(item[1], item[0])
         i += 1
     pipe.flush()
     wall = max(done_at) - t_start  # encode workers finish out of order

@@ -1,44 +1,65 @@
-"""The one inference pipeline per process: source -> engine -> blend -> newest output.
+"""The one pipeline per process: source -> processor -> published output -> sinks.
 
-Two threads, so that the newest frame always wins:
-
-    capture thread   reads the source at its own pace into a one-slot input (an unread frame
-                     that gets overwritten counts as dropped); reconnects live sources with
-                     exponential backoff
-    inference thread takes the newest input, runs engine + blend, publishes one output
+    capture thread     reads the source at its own pace into a one-slot input (an unread frame that
+                       gets overwritten counts as dropped); reconnects live sources with backoff
+    processing thread  takes the newest input, applies queued commands between frames, and submits
+                       the frame to the processor (vst.stream.processor: host or CUDA)
+    output callback    the processor hands each result to ``_on_processed``, which publishes it
+                       (one I420 conversion for every viewer); outputs never go backwards
 
 Viewers never call the engine: WebRTC tracks await ``Pipeline.next_output`` and share the one
 output (``vst.stream.webrtc`` fans it out). Engine/source exceptions are logged, counted and shown
 in the picture (an error banner); the video never silently freezes.
+
+State and commands. ``status`` (a ``PipelineState``) has one writer, the processing thread: the
+capture thread, the server and the CLI post transitions and commands (style, blend, reset) to one
+queue, which the processing thread applies between frames.
+
+The parts live beside this module: ``newest`` (the one-slot mailbox), ``browser_source`` (the
+viewer-fed source), ``processor``/``cuda_processor`` (the device-specific step), ``overlay``
+(latency stamp and banners).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from vst.errors import SourceError, VstError
-from vst.imaging import fit_size
-from vst.stream.blend import DEFAULT_BUDGET, make_blend
+from vst.stream.blend_config import DEFAULT_BUDGET, BlendConfig
+from vst.stream.browser_source import BrowserSource
 from vst.stream.engine import Engine, make_engine
-from vst.stream.sources import Frame, Source, open_source
+from vst.stream.newest import OneSlot
+from vst.stream.overlay import STAMP_BITS, STAMP_BLOCKS, STAMP_HEIGHT, banner, read_stamp, stamp_time
+from vst.stream.processor import Processed, Processor, ProcessorKind, make_processor
+from vst.stream.sources import Source, open_source
 from vst.styles import Style, resolve_style
 
 log = logging.getLogger("vst.pipeline")
 
-STAMP_BITS = 24
-"""Latency stamp: bits of (capture wall-clock ms mod 2**24), after a white+black sync pair."""
-STAMP_BLOCKS = STAMP_BITS + 2
-STAMP_HEIGHT = 12
+__all__ = ["STAMP_BITS", "STAMP_BLOCKS", "STAMP_HEIGHT", "BrowserSource", "OneSlot", "Output", "Pipeline",
+           "PipelineConfig", "PipelineState", "banner", "read_stamp", "stamp_time"]  # fmt: skip
+
+
+class PipelineState(enum.Enum):
+    """Where the pipeline is; ``Pipeline.state`` gives it as text with a detail (e.g. the retry delay)."""
+
+    STARTING = "starting"
+    WAITING_FOR_CAMERA = "waiting for a browser camera"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    SOURCE_LOST = "source lost"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,10 @@ class PipelineConfig:
     """Initial temporal blend strength (0: off)."""
     blend_budget: float | None = DEFAULT_BUDGET
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
+    blend_options: BlendConfig = field(default_factory=BlendConfig)
+    """The rest of the blend (σ, mask threshold, scene cut...); ``blend`` and ``blend_budget`` override its two fields."""
+    processor: ProcessorKind = "auto"
+    """'auto': the CUDA processor for torch-cuda/tensorrt engines, else the host one; 'host' forces the host one."""
     reconnect_min_s: float = 0.5
     """First reconnect delay for a dropped live source; doubles up to ``reconnect_max_s``."""
     reconnect_max_s: float = 8.0
@@ -68,80 +93,37 @@ class PipelineConfig:
     stamp: bool = False
     """Stamp each output's capture time into its top rows (for glass-to-glass latency tests)."""
 
-
-class OneSlot:
-    """A one-element mailbox: ``put`` overwrites, ``take`` waits for and removes the newest item."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
-
-    def put(self, item: Any) -> bool:
-        """Store ``item``; True when an unread item was overwritten (a dropped frame)."""
-        with self._cond:
-            dropped = self._full
-            self._item, self._full = item, True
-            self._cond.notify()
-            return dropped
-
-    def take(self, timeout: float) -> Any:
-        """The newest item, or None after ``timeout`` seconds without one."""
-        with self._cond:
-            if not self._full:
-                self._cond.wait(timeout)
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            return item
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+    @property
+    def blend_config(self) -> BlendConfig:
+        """The validated blend config (``ValueError`` for an invalid one)."""
+        return replace(self.blend_options, alpha=self.blend, budget=self.blend_budget)
 
 
-class BrowserSource:
-    """A live source fed by a WebRTC viewer's camera: ``push`` from the event loop, iterate in a thread.
+# Commands and transitions, applied by the processing thread between frames.
+@dataclass(frozen=True)
+class _State:
+    state: PipelineState
+    detail: str = ""
 
-    Holds only the newest ``av.VideoFrame``; conversion to RGB happens in the reading thread, off
-    the event loop.
-    """
 
-    live = True
+@dataclass(frozen=True)
+class _SetEngine:
+    engine: Engine
+    style: Style | None = None
+    done: threading.Event | None = None
 
-    def __init__(self, size: tuple[int, int], fps: float = 30.0) -> None:
-        self.size = size
-        self.fps = fps
-        self._slot = OneSlot()
-        self._closed = False
-        self.publisher: str | None = None
-        """Session id of the viewer whose camera is the input (the latest one wins)."""
 
-    def push(self, frame: Any) -> None:
-        self._slot.put(frame)
+@dataclass(frozen=True)
+class _SetBlend:
+    alpha: float
 
-    def release(self, session_id: str) -> bool:
-        """The publisher ``session_id`` left: forget it and its pending frame. True if it was the input."""
-        if self.publisher != session_id:
-            return False
-        self.publisher = None
-        self._slot.take(0)
-        return True
 
-    def __iter__(self) -> Iterator[Frame]:
-        t0, n = time.monotonic(), 0
-        while not self._closed:
-            vf = self._slot.take(0.25)
-            if vf is None:
-                continue
-            w, h = fit_size(vf.width, vf.height, self.size)
-            image = vf.to_ndarray(width=w, height=h, format="rgb24")
-            yield Frame(np.ascontiguousarray(image), time.monotonic() - t0, n)
-            n += 1
+@dataclass(frozen=True)
+class _ResetBlend:
+    pass
 
-    def close(self) -> None:
-        self._closed = True
-        self._slot.wake()
+
+_Command = _State | _SetEngine | _SetBlend | _ResetBlend
 
 
 @dataclass
@@ -180,72 +162,42 @@ class _Rate:
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
-def stamp_time(image: np.ndarray, ms: int) -> None:
-    """Write ``ms mod 2**24`` as black/white blocks across the top rows of ``image`` (in place)."""
-    h, w = image.shape[:2]
-    bw = w // (STAMP_BLOCKS + 2)
-    if bw < 4 or h < STAMP_HEIGHT * 2:
-        return
-    bits = [1, 0] + [(ms >> (STAMP_BITS - 1 - i)) & 1 for i in range(STAMP_BITS)]
-    for i, b in enumerate(bits):
-        image[:STAMP_HEIGHT, i * bw : (i + 1) * bw] = 255 if b else 0
-
-
-def read_stamp(image: np.ndarray) -> int | None:
-    """Inverse of ``stamp_time`` (None when the sync pair is not there)."""
-    w = image.shape[1]
-    bw = w // (STAMP_BLOCKS + 2)
-    if bw < 4:
-        return None
-    y = STAMP_HEIGHT // 2
-    lum = [int(image[y, i * bw + bw // 2].mean()) for i in range(STAMP_BLOCKS)]
-    if lum[0] < 128 or lum[1] >= 128:
-        return None
-    value = 0
-    for v in lum[2:]:
-        value = (value << 1) | (v >= 128)
-    return value
-
-
-def banner(image: np.ndarray, text: str, colour: tuple[int, int, int] = (200, 30, 30)) -> np.ndarray:
-    """A dimmed copy of ``image`` with ``text`` on a coloured bar: the visible error state."""
-    out = (image.astype(np.uint16) * 2 // 5).astype(np.uint8)
-    h, w = out.shape[:2]
-    bar = max(18, h // 8)
-    y0 = h // 2 - bar // 2
-    out[y0 : y0 + bar] = colour
-    scale = max(0.35, min(1.2, w / 900))
-    cv2.putText(out, text[:60], (6, y0 + bar * 2 // 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
 class Pipeline:
-    """Source -> engine -> blend in worker threads; the newest result is awaited by WebRTC tracks."""
+    """Source -> processor in worker threads; the newest result is awaited by WebRTC tracks."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
+        try:
+            self.blend_config = config.blend_config
+        except ValueError as e:
+            raise VstError(f"--blend: {e}") from None
         self.style: Style = resolve_style(config.style)
         self.browser: BrowserSource | None = None
         self._source: Source | None = None
         self._engines: dict[str, Engine] = {}
-        self._engine: Engine | None = None
+        self._current: Engine | None = None
         self._engine_lock = threading.Lock()  # engine builds (style switches) one at a time
-        self._blend = make_blend(config.blend, budget=config.blend_budget)
-        self.blend_alpha = config.blend
-        self._reset_blend = False
+        self._processor: Processor | None = None
+        self._inbox: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self.blend_alpha = self.blend_config.alpha
+        """The blend strength last asked for (applied by the processing thread before the next frame)."""
         self._in = OneSlot()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._out: Output | None = None
         self._seq = 0
+        self._last_index = -1
+        self._publish_lock = threading.Lock()  # CUDA outputs arrive on several encode threads
         self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._loops_lock = threading.Lock()
+        self._state = PipelineState.STARTING
+        self._state_detail = ""
         # stats (written by the worker threads, read by /stats; plain ints/floats are fine to race on)
-        self.state = "starting"
         self.last_error = ""
         self.frames_in = 0
         self.frames_inferred = 0
         self.dropped = 0
+        self.stale_dropped = 0
         self.engine_errors = 0
         self.source_errors = 0
         self.reconnects = 0
@@ -253,24 +205,82 @@ class Pipeline:
         self._rate_out = _Rate()
         self._infer_ms: deque[float] = deque(maxlen=120)
 
+    # ------------------------------------------------------------------ state
+
+    @property
+    def status(self) -> PipelineState:
+        return self._state
+
+    @property
+    def state(self) -> str:
+        """The state as text for /stats, banners and logs: the detail where there is one."""
+        return self._state_detail or self._state.value
+
+    @state.setter
+    def state(self, text: str) -> None:
+        """Compatibility for callers that assigned the text (the server: 'waiting for a browser camera'):
+        posted, like every transition; prefer ``camera_released``."""
+        known = {s.value: s for s in PipelineState}
+        self._post(_State(known.get(text, PipelineState.WAITING_FOR_CAMERA if "camera" in text else PipelineState.SOURCE_LOST),
+                          "" if text in known else text))  # fmt: skip
+
+    def camera_released(self) -> None:
+        """The browser camera that was the input left: wait for another (called by the server)."""
+        self._post(_State(PipelineState.WAITING_FOR_CAMERA))
+
+    def _post(self, command: _Command) -> None:
+        self._inbox.put(command)
+        if not self._threads:  # not running: nobody else applies it
+            self._apply_commands()
+        else:
+            self._in.wake()
+
+    def _apply_commands(self) -> None:
+        """Only the processing thread (or the one thread before start/after stop) runs this."""
+        while True:
+            try:
+                cmd = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, _State):
+                if (cmd.state, cmd.detail) != (self._state, self._state_detail):
+                    log.info("state -> %s", cmd.detail or cmd.state.value)
+                self._state, self._state_detail = cmd.state, cmd.detail
+            elif isinstance(cmd, _SetEngine):
+                self._current = cmd.engine
+                if self._processor is not None:
+                    self._processor.set_engine(cmd.engine)
+                if cmd.style is not None:
+                    self.style = cmd.style
+                    log.info("style -> %s", cmd.style.name)
+                if cmd.done is not None:
+                    cmd.done.set()
+            elif isinstance(cmd, _SetBlend):
+                if self._processor is not None:
+                    self._processor.set_blend(cmd.alpha)
+            elif isinstance(cmd, _ResetBlend) and self._processor is not None:
+                self._processor.reset()
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Build the engine and open the source (raising VstError for the CLI), then start the threads."""
-        self._engine = self.build_engine(self.style)
+        """Build the engine and processor and open the source (raising VstError for the CLI), then start the threads."""
+        self._current = self.build_engine(self.style)
+        self._processor = make_processor(self._current, self.blend_config, self._on_processed, self.config.processor)
         if self.config.source == "browser":
             self.browser = BrowserSource(self.config.size, self.config.fps or 30.0)
             self._source = self.browser
-            self.state = "waiting for a browser camera"
+            self._post(_State(PipelineState.WAITING_FOR_CAMERA))
         else:
             self._source = self._open()
-        for name, target in (("vst-capture", self._capture_loop), ("vst-infer", self._infer_loop)):
+        for name, target in (("vst-capture", self._capture_loop), ("vst-process", self._process_loop)):
             t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
             self._threads.append(t)
+        for t in self._threads:
+            t.start()
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop both threads and release the source (camera, RTSP connection).
+        """Stop both threads, the processor, and release the source (camera, RTSP connection).
 
         The capture thread closes its own source (closing a PyAV container under a decoding
         thread is unsafe); only a thread stuck past ``timeout`` gets its source closed from here.
@@ -284,16 +294,22 @@ class Pipeline:
             if t.is_alive():
                 log.warning("thread %s did not stop within %.1fs", t.name, timeout)
         self._threads.clear()
+        if self._processor is not None:
+            try:
+                self._processor.flush(timeout)
+            except VstError as e:
+                log.warning("processor at stop: %s", e)
+            self._processor.close()
         if self._source is not None:
             self._source.close()
             self._source = None
-        self.state = "stopped"
+        self._post(_State(PipelineState.STOPPED))  # no thread left: applied here
 
     def _open(self) -> Source:
         # Files loop while served; sources.AvSource never loops a live stream, whatever its scheme.
         return open_source(self.config.source, self.config.size, fps=self.config.fps, loop=True, realtime=False)
 
-    # ------------------------------------------------------------------ styles and blend
+    # ------------------------------------------------------------------ styles and blend (commands)
 
     def build_engine(self, style: Style) -> Engine:
         """Build (or reuse) the engine for ``style``. Slow: call from a worker thread, not the event loop."""
@@ -303,22 +319,35 @@ class Pipeline:
                 self._engines[key] = make_engine(style, self.config.backend)
             return self._engines[key]
 
-    def set_style(self, name: str) -> Style:
-        """Switch style (blocking while a new engine builds). Raises StyleError/VstError for bad names."""
+    def set_style(self, name: str, timeout: float = 10.0) -> Style:
+        """Switch style: builds the engine here (slow: not on the event loop), then the processing thread
+        swaps it in between frames; returns once it has (or after ``timeout``). Raises StyleError/VstError."""
         style = resolve_style(name)
         engine = self.build_engine(style)
-        self.style, self._engine = style, engine
-        self._reset_blend = True
-        log.info("style -> %s", style.name)
+        done = threading.Event()
+        self._post(_SetEngine(engine, style, done))
+        if not done.wait(timeout):
+            log.warning("style %s: the processing thread has not applied it within %.0f s", style.name, timeout)
         return style
 
+    def set_engine(self, engine: Engine) -> None:
+        """Run ``engine`` from the next frame on (the style stays as it is named; tests and tools)."""
+        self._post(_SetEngine(engine))
+
+    # Tests assigned the private attribute before there was a processor; the assignment now posts.
+    _engine = property(lambda self: self._current, set_engine)
+
     def set_blend(self, alpha: float) -> None:
-        """Set the blend strength live; raises VstError for a value the blend stage refuses."""
+        """Set the blend strength live (never blocks); raises VstError for a value the blend config refuses."""
         try:
-            self._blend.alpha = alpha
+            alpha = self.blend_config.check_alpha(alpha)
         except ValueError as e:
             raise VstError(str(e)) from None
         self.blend_alpha = alpha
+        self._post(_SetBlend(alpha))
+
+    def reset_blend(self) -> None:
+        self._post(_ResetBlend())
 
     # ------------------------------------------------------------------ threads
 
@@ -332,14 +361,15 @@ class Pipeline:
 
     def _capture(self) -> None:
         delay = self.config.reconnect_min_s
+        announced = 0.0
         while not self._stop.is_set():
             src = self._source
             try:
                 if src is None:
-                    self.state = f"reconnecting to {self.config.source}"
+                    self._post(_State(PipelineState.RECONNECTING, f"reconnecting to {self.config.source}"))
                     src = self._source = self._open()
                     self.reconnects += 1
-                    self._reset_blend = True
+                    self._post(_ResetBlend())
                     log.info("source %s reopened", self.config.source)
                 paced = not src.live
                 period = 1.0 / (self.config.fps or src.fps or 30.0)
@@ -356,8 +386,10 @@ class Pipeline:
                     now = time.monotonic()
                     self.frames_in += 1
                     self._rate_in.tick(now)
-                    if self.state != "running" and (self.browser is None or self.browser.publisher is not None):
-                        self.state = "running"
+                    if self._state is not PipelineState.RUNNING and (self.browser is None or self.browser.publisher is not None):
+                        if now - announced > 0.1:  # posted again until the processing thread has applied it
+                            self._post(_State(PipelineState.RUNNING))
+                            announced = now
                     delay = self.config.reconnect_min_s
                     if self._in.put((frame, time.time())):
                         self.dropped += 1
@@ -373,7 +405,7 @@ class Pipeline:
                 if src is not None and src is not self.browser:
                     src.close()
                     self._source = None
-                self.state = f"source lost, retrying in {delay:.1f}s"
+                self._post(_State(PipelineState.SOURCE_LOST, f"source lost, retrying in {delay:.1f}s"))
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
             except Exception as e:  # a bug in a source must not kill capture silently
@@ -386,44 +418,57 @@ class Pipeline:
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
 
-    def _infer_loop(self) -> None:
+    def _process_loop(self) -> None:
         logged = 0
+        processor = self._processor
+        assert processor is not None
         while not self._stop.is_set():
+            self._apply_commands()
             item = self._in.take(self.config.idle_s)
+            self._apply_commands()
             if item is None:
-                if self._out is not None and self.state != "running":
+                if self._out is not None and self._state is not PipelineState.RUNNING and not self._stop.is_set():
                     # source down: keep the viewers' video alive with a visible status
                     self._publish(banner(self._out.original, self.state, (40, 40, 160)), self._out.original, time.time())
                 continue
             frame, captured = item
-            image = frame.image
-            if self._reset_blend:
-                self._blend.reset()
-                self._reset_blend = False
-            engine = self._engine
-            t = time.perf_counter()
             try:
-                assert engine is not None
-                out = engine(image)
-                out = self._blend(image, out)  # alpha 0 is a pass-through
-                self._infer_ms.append((time.perf_counter() - t) * 1e3)
-                self.frames_inferred += 1
+                processor.submit(frame.image, captured)
             except Exception as e:  # logged, counted and shown; the next frame tries again
                 self.engine_errors += 1
                 self.last_error = f"style {self.style.name}: {type(e).__name__}: {e}"
                 if logged < 3 or self.engine_errors % 100 == 0:
                     log.error("engine failed on frame %d (%d errors)", frame.index, self.engine_errors, exc_info=logged < 3)
                     logged += 1
-                out = banner(image, f"style error: {type(e).__name__}")
-            if self.config.stamp:
-                out = np.array(out, copy=True) if not out.flags.writeable else out
-                stamp_time(out, int(captured * 1000) % (1 << STAMP_BITS))
-            self._publish(out, image, captured)
+                self._publish(self._stamped(banner(frame.image, f"style error: {type(e).__name__}"), captured), frame.image, captured)
 
-    def _publish(self, stylized: np.ndarray, original: np.ndarray, captured: float) -> None:
-        self._seq += 1
-        self._out = Output(self._seq, stylized, original, cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420),
-                           cv2.cvtColor(original, cv2.COLOR_RGB2YUV_I420), captured)  # fmt: skip
+    def _stamped(self, image: np.ndarray, captured: float) -> np.ndarray:
+        if self.config.stamp:
+            stamp_time(image, int(captured * 1000) % (1 << STAMP_BITS))
+        return image
+
+    def _on_processed(self, p: Processed) -> None:
+        """The processor's output callback (the processing thread on the host, encode threads on CUDA)."""
+        with self._publish_lock:
+            if p.index <= self._last_index:  # an encode worker finished after a newer frame's: stale
+                self.stale_dropped += 1
+                return
+            self._last_index = p.index
+        # Published arrays are shared by every viewer and never mutated: copy what the processor may reuse.
+        stylized = p.stylized if p.owned and not self.config.stamp else p.stylized.copy()
+        original = p.original if p.owned else p.original.copy()
+        self._infer_ms.append(p.process_ms)
+        self.frames_inferred += 1
+        self._publish(self._stamped(stylized, p.captured), original, p.captured, p.index)
+
+    def _publish(self, stylized: np.ndarray, original: np.ndarray, captured: float, index: int | None = None) -> None:
+        yuv = cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420), cv2.cvtColor(original, cv2.COLOR_RGB2YUV_I420)
+        with self._publish_lock:
+            if index is not None and index < self._last_index:  # overtaken during the conversion
+                self.stale_dropped += 1
+                return
+            self._seq += 1
+            self._out = Output(self._seq, stylized, original, yuv[0], yuv[1], captured)
         self._rate_out.tick(time.monotonic())
         with self._loops_lock:
             items = list(self._loops.items())
@@ -467,11 +512,13 @@ class Pipeline:
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
         ms = sorted(self._infer_ms)
+        engine = self._current
         return {
             "state": self.state,
             "source": self.config.source,
             "style": self.style.name,
-            "backend": getattr(self._engine, "backend", None),
+            "backend": engine.backend if engine is not None else None,
+            "processor": self._processor.kind if self._processor is not None else None,
             "size": list(self._out.stylized.shape[1::-1]) if self._out is not None else None,
             "source_fps": round(self._rate_in.rate(now), 2),
             "output_fps": round(self._rate_out.rate(now), 2),
@@ -480,11 +527,11 @@ class Pipeline:
             "frames_in": self.frames_in,
             "frames_inferred": self.frames_inferred,
             "dropped_frames": self.dropped,
+            "stale_outputs": self.stale_dropped,
             "engine_errors": self.engine_errors,
             "source_errors": self.source_errors,
             "reconnects": self.reconnects,
             "last_error": self.last_error,
             "blend": self.blend_alpha,
-            "blend_available": True,
+            "blend_available": True,  # always true; stream/server.py and the viewer still read it (to remove with them)
         }
-

@@ -27,6 +27,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from vst.errors import VstError
+from vst.flow import FlowEstimator
 from vst.stream.blend import BlendStage
 from vst.stream.blend_config import BlendConfig
 from vst.stream.engine import CUDA_BACKENDS, Engine, TensorEngine
@@ -52,6 +53,8 @@ class Processed:
     """The ``captured`` time given to ``submit``."""
     process_ms: float
     """Submit to output, ms (host: engine + blend; CUDA: upload to download)."""
+    owned: bool = False
+    """True: the arrays are the receiver's to keep (the host processor's fresh results)."""
 
 
 OutputCallback = Callable[[Processed], None]
@@ -92,7 +95,7 @@ class HostProcessor:
 
     kind: Literal["host", "cuda"] = "host"
 
-    def __init__(self, engine: Engine, blend: BlendConfig, on_output: OutputCallback, flow: str = "dis") -> None:
+    def __init__(self, engine: Engine, blend: BlendConfig, on_output: OutputCallback, flow: str | FlowEstimator = "dis") -> None:
         self._engine = engine
         self._blend = BlendStage.from_config(blend, flow)
         self._on_output = on_output
@@ -107,7 +110,8 @@ class HostProcessor:
         out = self._engine(frame)
         out = self._blend(frame, out)  # alpha 0 is a pass-through
         index, self._count = self._count, self._count + 1
-        self._on_output(Processed(index, out, frame, captured, (time.perf_counter() - t0) * 1e3))
+        # ``frame`` is the source's array, never reused by a source (sources.Frame): owned with the result
+        self._on_output(Processed(index, out, frame, captured, (time.perf_counter() - t0) * 1e3, owned=True))
 
     def set_engine(self, engine: Engine) -> None:
         self._engine = engine

@@ -124,7 +124,7 @@ def test_cuda_backends_refuse_clearly_without_a_gpu(style: Style) -> None:
 def test_cuda_pipeline_refuses_clearly_without_a_gpu() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: tests/gpu/test_cuda_pipeline.py covers the pipeline")
-    from vst.stream.cuda_pipeline import CudaPipeline, PipelineConfig
+    from vst.stream.cuda_processor import CudaConfig, CudaProcessor
 
     with pytest.raises(BackendUnavailable):
-        CudaPipeline(object(), PipelineConfig(size=(64, 48)))  # type: ignore[arg-type]
+        CudaProcessor(object(), CudaConfig(size=(64, 48)))  # type: ignore[arg-type]
