@@ -116,7 +116,9 @@ def _read_meta(weights: Path) -> dict[str, Any]:
     try:
         if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
             raise StyleError(f"style metadata {sidecar} is too large to be a sidecar (over {MAX_SIDECAR_BYTES} bytes)")
-        meta = json.loads(sidecar.read_bytes().decode("utf-8"), parse_constant=_no_constants)
+        # NaN/Infinity are accepted: a model card may record a diverged loss; the fields the runtime
+        # reads are range-checked below
+        meta = json.loads(sidecar.read_bytes().decode("utf-8"))
     except OSError as e:
         raise StyleError(f"style metadata {sidecar} is unreadable: {e.strerror or e}") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit
@@ -138,8 +140,6 @@ def _meta_problem(meta: dict[str, Any], onnx: bool) -> str | None:
         return "'arch' must be a name"
     if "arch_kwargs" in meta and not isinstance(meta["arch_kwargs"], dict):
         return "'arch_kwargs' must be an object"
-    if "description" in meta and not isinstance(meta["description"], str):
-        return "'description' must be text"
     if not onnx:
         return None
     if meta.get("onnx_input") is not None and not isinstance(meta["onnx_input"], str):
@@ -161,10 +161,6 @@ def _meta_problem(meta: dict[str, Any], onnx: bool) -> str | None:
     if meta.get("onnx_channel_order", "rgb") not in ("rgb", "bgr"):
         return "'onnx_channel_order' must be 'rgb' or 'bgr'"
     return None
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in a sidecar")
 
 
 _warned: set[tuple[str, float]] = set()

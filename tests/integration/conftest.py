@@ -11,9 +11,14 @@ import pytest
 from .serving import CHROMIUM, CHROMIUM_ARGS, make_test_style
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Headless Debian Chromium via Playwright (never `playwright install`)."""
+    """Headless Debian Chromium via Playwright (never `playwright install`).
+
+    Module-scoped: while Playwright's sync API is open its event loop counts as running in the main
+    thread, so any later test calling ``asyncio.run`` there would fail; a module's browser is closed
+    (and the loop released) when the module ends.
+    """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
