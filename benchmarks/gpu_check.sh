@@ -28,7 +28,7 @@ EOF
 
 log "make vst importable"
 . benchmarks/importable.sh
-"$PY" -c "import vst.stream.cuda_pipeline, vst.export.trt_build; print('vst importable')" 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
+"$PY" -c "import vst.stream.cuda_processor, vst.export.trt_build; print('vst importable')" 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
 
 if ! "$PY" -c "import pytest" 2>/dev/null && [ -d .whl ]; then
   "$PY" -m pip install -q --no-index --find-links .whl pytest 2>&1 | tail -2

@@ -240,14 +240,6 @@ def ensure_engine(
     return out
 
 
-def engine_sizes(path: Path) -> list[Size]:
-    """The sizes an engine file was built for, from its sidecar (empty when there is none)."""
-    sidecar = path.with_suffix(".json")
-    if not sidecar.exists():
-        return []
-    return [tuple(s) for s in json.loads(sidecar.read_text()).get("sizes", [])]  # type: ignore[misc]
-
-
 # ---------------------------------------------------------------- optional torch-tensorrt path
 
 
