@@ -303,7 +303,8 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
     from the same Fanout local viewers use, published to Janus. Each subscriber frame is matched to
     the pipeline output it came from by the latency stamp, and must be that stylized picture, not
     its source."""
-    from vst.stream.pipeline import STAMP_BITS, Output, Pipeline, PipelineConfig, read_stamp
+    from vst.stream.overlay import STAMP_BITS, read_stamp
+    from vst.stream.pipeline import Output, Pipeline, PipelineConfig
     from vst.stream.webrtc import Fanout
 
     eid = janus_stack.create_endpoint()
@@ -377,7 +378,7 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
     WHIP session."""
     if not _cli_publishes():
         pytest.skip("vst-stream has no --publish yet (serve_cli wiring pending; docs/deploy.md)")
-    from vst.stream.pipeline import read_stamp
+    from vst.stream.overlay import read_stamp
 
     from .serving import VstServer
 
@@ -406,7 +407,7 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
                 await sub.close()
             return stamped, total
 
-        stamped, total = asyncio.run(watch_stamps())
+        stamped, total = run_in_thread(watch_stamps)
         publish = server.stats()["publish"]
         assert total >= 20 and stamped >= 0.9 * total, f"{stamped}/{total} subscriber frames carry the stamp"
         assert publish["state"] == "publishing" and publish["bytes_sent"] > 0 and token not in str(publish), publish
