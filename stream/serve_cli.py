@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import secrets
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -188,6 +189,10 @@ async def _serve(server: StreamServer, args: argparse.Namespace, token: str | No
         # the CLI's ready line: scripts and tests wait for it; it carries the token, like Jupyter's
         print(f"vst-stream: {server.pipeline.style.name} from {redact_url(args.source)} at http://{host}:{port}/{query}", flush=True)  # noqa: T201
         print(f"vst-stream: WHEP endpoint http://{host}:{port}/whep", flush=True)  # noqa: T201
+        if not _is_loopback(args.host):  # the address other machines use (answered: it is a served host)
+            name = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
+            name = f"[{name}]" if ":" in name else name
+            print(f"vst-stream: on the network: http://{name}:{port}/{query}", flush=True)  # noqa: T201
 
     await serve(server, stop, ready)
     # a shutdown that hangs dumps every thread's stack instead of hanging silently

@@ -610,7 +610,7 @@ class StreamServer:
                     browser.push(frame)
         finally:  # also when close_session cancels us
             if browser.release(session.id):
-                self.pipeline.state = "waiting for a browser camera"
+                self.pipeline.camera_released()
                 log.info("session %s: camera gone; waiting for another", session.id)
 
     async def close_session(self, sid: str, reason: str = "closed") -> None:
