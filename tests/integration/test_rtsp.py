@@ -52,8 +52,9 @@ def test_rtsp_plays_and_survives_camera_restart(chromium: Any, camera: RtspCamer
 
         camera.stop()  # the camera drops
         assert wait_until(lambda: server.stats()["source_errors"] >= 1, 20), "server did not notice the dropped camera"
-        s = server.stats()
-        assert s["state"] != "running" and s["viewers"] == 1
+        # the pipeline applies state changes between frames: the error is counted a moment before
+        assert wait_until(lambda: server.stats()["state"] != "running", 10), server.stats()["state"]
+        assert server.stats()["viewers"] == 1
         n1 = frames_decoded(page)
         time.sleep(2)
         assert frames_decoded(page) > n1, "viewer got no status frames while the camera was down"
