@@ -17,7 +17,7 @@ from pathlib import Path
 from vst.cli import run_main, setup_logging
 from vst.errors import VstError
 
-from .config import load_config
+from .config import CHECKPOINT, load_config
 
 log = logging.getLogger("vst.train")
 
@@ -52,8 +52,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .trainer import CHECKPOINT  # torch import is slow: after argument errors
-
     run: Path = args.run
     overrides = list(args.overrides)
     if args.a_sources:
@@ -65,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
         if not (run / CHECKPOINT).is_file():
             raise VstError(f"--resume: no checkpoint in {run}")
         config = config or str(run / "config.toml")
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)  # config errors before the slow torch import below
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     if args.distill:
         from .distill import DistillTrainer

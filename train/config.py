@@ -12,15 +12,21 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vst.errors import VstError
-from vst.models import GeneratorSpec
+
+if TYPE_CHECKING:  # vst.models imports torch: `vst-train --help` and config errors should not wait for it
+    from vst.models import GeneratorSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 needs the backport (pyproject: tomli; python_version < '3.11')
     import tomli as tomllib
+
+
+CHECKPOINT = "checkpoint.safetensors"
+"""A run directory's checkpoint file (nets, optimisers, pools, RNG, step)."""
 
 
 class ConfigError(VstError):
@@ -156,6 +162,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def generator_spec(self, back: bool = False) -> GeneratorSpec:
+        from vst.models import GeneratorSpec
+
         m = self.model
         arch = (m.back_arch or m.arch) if back else m.arch
         width = (m.back_width or m.width) if back else m.width

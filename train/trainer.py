@@ -36,13 +36,12 @@ from vst.hardware import cpu_model
 from vst.models import GeneratorSpec, PatchDiscriminator, build_generator, count_macs, init_weights
 from vst.styles import Style, save_style
 
-from .config import TrainConfig, dump_toml
+from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .losses import ImagePool, gan_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
 
-CHECKPOINT = "checkpoint.safetensors"
 
 
 class CheckpointError(VstError):
