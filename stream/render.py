@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="fit frames inside WxH, aspect kept")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="auto, fp32, bf16 (torch-cpu), fp16 (cuda)")  # fmt: skip
+                   help="auto, fp32, bf16 (torch-cpu, openvino), fp16 (cuda)")  # fmt: skip
     add_blend_option(p, "temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
     add_budget_option(p)
     p.add_argument("--crf", type=int_range(0, 51), default=18, help="x264 quality 0..51 (lower is better; default 18)")

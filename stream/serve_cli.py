@@ -5,6 +5,7 @@
     vst-stream --source rtsp://127.0.0.1:8554/cam --token secret --max-viewers 4
     vst-stream --source browser          # the viewer's own camera in, stylized back out
     vst-stream --host 0.0.0.0            # on the network: a token is generated and printed in the URL
+    vst-stream --publish https://sfu.example/whip/ID --publish-token T   # many viewers, via an SFU
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import asyncio
 import faulthandler
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import socket
 import sys
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, float_range, int_range, parse_size, run_main,
                      setup_logging)  # fmt: skip
@@ -45,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(640, 360), help="fit frames into WxH (default 640x360)")
     p.add_argument("--fps", type=float_range(0.0, 240.0, lo_open=True), default=None,
                    help="pace files/testsrc at this rate, up to 240 (default: the file's own); camera rate hint")  # fmt: skip
-    p.add_argument("--backend", default="auto", help="auto | openvino | onnxruntime | torch-cpu | torch-cuda | tensorrt")
+    from vst.stream.engine import BACKENDS  # numpy only: --help stays fast
+
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), metavar="NAME",
+                   help=f"inference backend: {' | '.join(('auto', *BACKENDS))} (default auto: the fastest installed)")  # fmt: skip
     add_blend_option(p, "temporal blend strength 0..1 (0: off; 1 measured best)")
     add_budget_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for the network)")
@@ -62,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="serve beyond loopback without a token (anyone who reaches the port controls the stream)")  # fmt: skip
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="also answer requests for this Host name, e.g. a DNS name or a proxy's public name (repeatable)")  # fmt: skip
+    p.add_argument("--publish", default=None, metavar="URL",
+                   help="also publish the stylized stream to this WHIP endpoint: an SFU (LiveKit, Janus, Cloudflare...) "
+                        "serves it to any number of viewers (docs/deploy.md)")  # fmt: skip
+    p.add_argument("--publish-token", default=None, metavar="TOKEN",
+                   help="bearer token for --publish (default: $VST_PUBLISH_TOKEN)")
     p.add_argument("--max-viewers", type=int_range(1, 1000), default=8, help="concurrent viewers, 1..1000; more get 503 (default 8)")
     p.add_argument("--connect-timeout", type=float_range(1.0, 600.0), default=15.0, metavar="SECONDS",
                    help="close a session that has not connected after this long (default 15)")  # fmt: skip
@@ -116,12 +126,16 @@ def _run(args: argparse.Namespace) -> int:
 
     for url in args.ice_server:
         parse_ice_server(url)  # fail before opening a camera
+    whip_config = None
+    if args.publish:
+        from vst.stream.whip import WhipConfig, check_whip_url
+
+        check_whip_url(args.publish)
+        publish_token = args.publish_token or os.environ.get("VST_PUBLISH_TOKEN") or None
+        whip_config = WhipConfig(token=publish_token, ice_servers=tuple(args.ice_server), codec=args.codec)
+    elif args.publish_token:
+        raise VstError("--publish-token needs --publish URL")
     source = conceal(args.source)  # the password never reaches states, banners, /stats or logs
-    from vst.stream.engine import BACKENDS
-
-    if args.backend not in ("auto", *BACKENDS):
-        raise VstError(f"unknown backend {args.backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
-
     from vst.stream.pipeline import Pipeline, PipelineConfig
     from vst.stream.server import ServerConfig, StreamServer
     from vst.stream.webrtc import raise_encoder_caps, restrict_ice_to_host
@@ -138,10 +152,19 @@ def _run(args: argparse.Namespace) -> int:
     check_engine(pipeline, args.size)
     if args.bitrate:
         raise_encoder_caps(args.bitrate * 1000)
-    restrict_ice_to_host(args.host)
+    if args.publish and _is_loopback(args.host) and not _is_loopback(urlsplit(args.publish).hostname or ""):
+        # the SFU elsewhere must reach our candidates; local viewers still connect over loopback
+        log.info("publishing to another host: ICE candidates are not restricted to %s", args.host)
+    else:
+        restrict_ice_to_host(args.host)
     pipeline.start()  # opens the source (the engine is built): errors surface here, as one line
+    log_setup(pipeline, args.size)
     try:
         server = StreamServer(pipeline, config)
+        if args.publish:
+            from vst.stream.whip import WhipPublisher
+
+            server.publisher = WhipPublisher(args.publish, server.fanout.subscribe("stylized"), whip_config)
         asyncio.run(_serve(server, args, token))
     finally:
         # A second Ctrl-C (or `timeout`, which signals the child and its group) must not abort the
@@ -173,6 +196,19 @@ def check_engine(pipeline: object, size: tuple[int, int]) -> None:
     stylize_checked(engine, lambda _x, y: y, probe, style.name, 0)
 
 
+def log_setup(pipeline: object, size: tuple[int, int]) -> None:
+    """One line at start: what runs the style (backend, precision, device threads) and at what size."""
+    engine = pipeline.build_engine(pipeline.style)  # type: ignore[attr-defined]  # cached: the running one
+    threads = getattr(engine, "threads", None)  # onnxruntime, openvino
+    if threads is None and engine.backend == "torch-cpu":
+        import torch  # already loaded by the engine
+
+        threads = torch.get_num_threads()
+    log.info("inference: backend %s, precision %s, device %s, %s; processing size up to %dx%d (aspect kept)",
+             engine.backend, engine.precision, getattr(engine, "device", "cpu"),
+             f"{threads} threads" if threads else "threads n/a", *size)  # fmt: skip
+
+
 async def _serve(server: StreamServer, args: argparse.Namespace, token: str | None) -> None:
     from vst.redact import redact_url
     from vst.stream.server import serve
@@ -189,6 +225,8 @@ async def _serve(server: StreamServer, args: argparse.Namespace, token: str | No
         # the CLI's ready line: scripts and tests wait for it; it carries the token, like Jupyter's
         print(f"vst-stream: {server.pipeline.style.name} from {redact_url(args.source)} at http://{host}:{port}/{query}", flush=True)  # noqa: T201
         print(f"vst-stream: WHEP endpoint http://{host}:{port}/whep", flush=True)  # noqa: T201
+        if server.publisher is not None:  # the URL without credentials
+            print(f"vst-stream: publishing to {server.publisher.stats()['url']}", flush=True)  # noqa: T201
         if not _is_loopback(args.host):  # the address other machines use (answered: it is a served host)
             name = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
             name = f"[{name}]" if ":" in name else name

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -53,6 +53,9 @@ from vst.redact import redact_text, redact_url
 from vst.stream.pipeline import Pipeline
 from vst.stream.webrtc import Fanout, add_bitrate_fmtp, prefer_codec_in_offer, rtc_configuration
 from vst.styles import check_style, list_styles, resolve_style
+
+if TYPE_CHECKING:
+    from vst.stream.whip import WhipPublisher
 
 log = logging.getLogger("vst.server")
 
@@ -153,6 +156,8 @@ class StreamServer:
         self._cpu: tuple[float, float] = (time.monotonic(), _cpu_seconds())
         self.cpu_percent = 0.0
         self._sampler: asyncio.Task[None] | None = None
+        self.publisher: WhipPublisher | None = None
+        """Publishes the stylized output to an SFU over WHIP (``--publish``); set before serving."""
         self.app = self._build_app()
 
     # ------------------------------------------------------------------ app
@@ -185,6 +190,8 @@ class StreamServer:
 
     async def _on_startup(self, _app: web.Application) -> None:
         self._sampler = asyncio.create_task(self._sample_cpu())
+        if self.publisher is not None:
+            self.publisher.start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         await self.close_all()
@@ -193,6 +200,8 @@ class StreamServer:
         """Close every peer connection (clean shutdown)."""
         if self._sampler is not None:
             self._sampler.cancel()
+        if self.publisher is not None:
+            await self.publisher.stop()  # DELETEs the WHIP session
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)), return_exceptions=True)
         self.fanout.stop()
 
@@ -369,6 +378,7 @@ class StreamServer:
             cpu_percent=round(self.cpu_percent, 1),
             rss_mb=round(_rss_bytes() / 2**20, 1),
             asyncio_tasks=len(asyncio.all_tasks()),
+            publish=self.publisher.stats() if self.publisher is not None else None,
         )
         return web.json_response(stats, headers={"Cache-Control": "no-store"})
 

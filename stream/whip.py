@@ -27,13 +27,15 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
+from vst.redact import MASK, redact_url
+from vst.redact import redact_text as _redact_text
 
 log = logging.getLogger("vst.whip")
 
@@ -461,9 +463,8 @@ def _os_reason(e: aiohttp.ClientConnectorError) -> str:
     return redact_text(str(err))[:160] or type(err).__name__
 
 
-# Credentials in URLs never reach logs or stats. (vst.redact does this for the whole package once it
-# lands; this module keeps its own small copy so it imports nothing that is not committed yet.)
-_SECRET_KEYS = re.compile(r"^(pass(word|wd)?|pwd|token|access_?token|auth|key|api_?key|secret|sig(nature)?)$", re.I)
+# Credentials in URLs never reach logs or stats: vst.redact masks passwords and secret query values
+# (as everywhere in vst); WHIP URLs add one kind of secret on top of that.
 _URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
 # A path segment that is a key, not a name: Cloudflare Stream's WHIP URLs carry the live input's
 # secret as /<32+ hex chars>/webRTC/publish. Long runs of letters and digits mixed are masked.
@@ -471,21 +472,17 @@ _KEY_SEGMENT = re.compile(r"^(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za
 
 
 def safe_url(url: str) -> str:
-    """``url`` with user info, secret query values and key-like path segments replaced by ***."""
+    """``url`` as ``vst.redact.redact_url`` shows it (password, secret query values masked), with
+    key-like path segments replaced by *** as well."""
+    clean = redact_url(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(clean)
     except ValueError:
-        return re.sub(r"(://)[^/]*@", r"\1***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    path = "/".join("***" if _KEY_SEGMENT.match(seg) else seg for seg in parts.path.split("/"))
-    query = "&".join(
-        f"{k}={'***' if _SECRET_KEYS.match(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+        return clean
+    path = "/".join(MASK if _KEY_SEGMENT.match(seg) else seg for seg in parts.path.split("/"))
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every http(s) URL in it passed through ``safe_url``."""
-    return _URL.sub(lambda m: safe_url(m.group(0)), text)
+    """``text`` with every URL in it redacted (``vst.redact.redact_text``), http(s) ones as ``safe_url``."""
+    return _URL.sub(lambda m: safe_url(m.group(0)), _redact_text(text))

@@ -239,7 +239,7 @@ def test_connection_refused(loopback_ice: None) -> None:
         with pytest.raises(WhipError) as info:
             await pub.publish_once()
         await pub.stop()
-        assert str(info.value) == f"WHIP publish to http://***@127.0.0.1:{port}/whip: cannot connect (connection refused)"
+        assert str(info.value) == f"WHIP publish to http://user:***@127.0.0.1:{port}/whip: cannot connect (connection refused)"
 
     asyncio.run(main())
 
@@ -335,7 +335,8 @@ def test_config_is_checked() -> None:
 
 
 def test_safe_url_hides_credentials() -> None:
-    assert safe_url("https://user:pw@sfu.example/whip/x?token=abc&room=1") == "https://***@sfu.example/whip/x?token=***&room=1"
+    assert safe_url("https://user:pw@sfu.example/whip/x?token=abc&room=1") == "https://user:***@sfu.example/whip/x?token=***&room=1"
+    assert safe_url("https://s3cret@sfu.example/whip/x") == "https://***@sfu.example/whip/x"
     assert safe_url("http://127.0.0.1:7080/whip/endpoint/vst-1a2b3c4d") == "http://127.0.0.1:7080/whip/endpoint/vst-1a2b3c4d"
     key = "b236bde30eb07b9d01318940e5fc3edake34a3efb3896e18f2dc277ce6cc993ad"  # Cloudflare's documented example
     assert safe_url(f"https://customer-x.cloudflarestream.com/{key}/webRTC/publish") == (
