@@ -334,9 +334,6 @@ class Pipeline:
         """Run ``engine`` from the next frame on (the style stays as it is named; tests and tools)."""
         self._post(_SetEngine(engine))
 
-    # Tests assigned the private attribute before there was a processor; the assignment now posts.
-    _engine = property(lambda self: self._current, set_engine)
-
     def set_blend(self, alpha: float) -> None:
         """Set the blend strength live (never blocks); raises VstError for a value the blend config refuses."""
         try:
@@ -533,5 +530,4 @@ class Pipeline:
             "reconnects": self.reconnects,
             "last_error": self.last_error,
             "blend": self.blend_alpha,
-            "blend_available": True,  # always true; stream/server.py and the viewer still read it (to remove with them)
         }

@@ -344,7 +344,6 @@ class StreamServer:
                 "codec": self.config.codec,
                 "bitrate": self.config.bitrate,
                 "blend": self.pipeline.blend_alpha,
-                "blend_available": self.pipeline.stats()["blend_available"],
                 # TURN credentials are for the page's own peer connection: every token holder is a viewer
                 "ice_servers": list(self.config.ice_servers),
                 "max_viewers": self.config.max_viewers,
@@ -487,7 +486,7 @@ class StreamServer:
         if not math.isfinite(value):
             raise web.HTTPBadRequest(text="alpha must be a finite number")
         self.pipeline.set_blend(value)
-        return web.json_response({"alpha": self.pipeline.blend_alpha, "available": self.pipeline.stats()["blend_available"]})
+        return web.json_response({"alpha": self.pipeline.blend_alpha})
 
     # ------------------------------------------------------------------ sessions
 

@@ -73,7 +73,6 @@ async function loadConfig() {
   $("blend").value = c.blend;
   $("blend-value").value = Number(c.blend).toFixed(2);
   $("blend").disabled = false;
-  if (!c.blend_available) $("blend").title = "blend stage not installed on the server";
   $("connect").disabled = false;
   $("original-caption").textContent = c.source === "browser" ? "your camera (sent to the server)" : "original";
   show("");

@@ -88,7 +88,7 @@ def test_engine_errors_are_counted_shown_and_recovered() -> None:
     p = Pipeline(PipelineConfig(source="testsrc", size=(160, 90), fps=30))
     p.start()
     try:
-        p._engine = _FlakyEngine()
+        p.set_engine(_FlakyEngine())
         time.sleep(2.0)
         s = p.stats()
         assert s["engine_errors"] >= 3 and s["frames_inferred"] >= 6, s
