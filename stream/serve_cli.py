@@ -4,6 +4,7 @@
     vst-stream --source sample --size 320x180 --fps 30
     vst-stream --source rtsp://127.0.0.1:8554/cam --token secret --max-viewers 4
     vst-stream --source browser          # the viewer's own camera in, stylized back out
+    vst-stream --source whip --token T   # OBS/GStreamer/a browser publishes the camera to POST /whip
     vst-stream --host 0.0.0.0            # on the network: a token is generated and printed in the URL
     vst-stream --publish https://sfu.example/whip/ID --publish-token T   # many viewers, via an SFU
 """
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="\n".join(__doc__.split("\n")[2:]))  # fmt: skip
     p.add_argument("--source", default="webcam",
-                   help="webcam[:N] | rtsp://... | FILE | browser | testsrc | sample (default: webcam)")  # fmt: skip
+                   help="webcam[:N] | rtsp://... | FILE | browser | whip | testsrc | sample (default: webcam)")  # fmt: skip
     p.add_argument("--style", default=None, help="style name or file (default: the default style; see vst-styles list)")
     p.add_argument("--size", type=parse_size, default=(640, 360), help="fit frames into WxH (default 640x360)")
     p.add_argument("--fps", type=float_range(0.0, 240.0, lo_open=True), default=None,
@@ -143,9 +144,10 @@ def _run(args: argparse.Namespace) -> int:
     config = ServerConfig(host=args.host, port=args.port, token=token, max_viewers=args.max_viewers,
                           codec=args.codec, bitrate=args.bitrate * 1000 if args.bitrate else None,
                           ice_servers=tuple(args.ice_server), allowed_hosts=tuple(args.allowed_host),
-                          connect_timeout_s=args.connect_timeout)  # fmt: skip
+                          connect_timeout_s=args.connect_timeout, whip_ingest=source == "whip")  # fmt: skip
     pipeline = Pipeline(
-        PipelineConfig(source=source, size=args.size, fps=args.fps, style=args.style,
+        # a WHIP publisher feeds the same browser-camera input as the page's camera mode
+        PipelineConfig(source="browser" if source == "whip" else source, size=args.size, fps=args.fps, style=args.style,
                        backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
                        stamp=args.stamp_latency)  # fmt: skip
     )
@@ -225,6 +227,8 @@ async def _serve(server: StreamServer, args: argparse.Namespace, token: str | No
         # the CLI's ready line: scripts and tests wait for it; it carries the token, like Jupyter's
         print(f"vst-stream: {server.pipeline.style.name} from {redact_url(args.source)} at http://{host}:{port}/{query}", flush=True)  # noqa: T201
         print(f"vst-stream: WHEP endpoint http://{host}:{port}/whep", flush=True)  # noqa: T201
+        if server.config.whip_ingest:
+            print(f"vst-stream: WHIP ingest http://{host}:{port}/whip (one publisher at a time)", flush=True)  # noqa: T201
         if server.publisher is not None:  # the URL without credentials
             print(f"vst-stream: publishing to {server.publisher.stats()['url']}", flush=True)  # noqa: T201
         if not _is_loopback(args.host):  # the address other machines use (answered: it is a served host)

@@ -9,6 +9,9 @@ Endpoints (all but the static page and /health need the token when one is set, a
     DELETE /session/{id}   end a page session
     POST /whep             application/sdp offer -> 201, Location: /whep/{id}, SDP answer
     DELETE /whep/{id}      end a WHEP session
+    POST /whip             (--source whip) application/sdp offer with a camera -> 201, Location: /whip/{id};
+                           one publisher at a time (409 for a second); it becomes the pipeline input
+    DELETE /whip/{id}      end the WHIP publish
     POST /style            JSON {style: name} -> switch style for everyone (400 for unknown)
     POST /blend            JSON {alpha: float} -> temporal blend strength
     GET  /stats            JSON: source fps, inference ms, viewers, dropped frames, errors, CPU, RSS
@@ -86,6 +89,9 @@ class ServerConfig:
     """Target video bitrate in bps (None: aiortc's defaults)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs handed to aiortc and to the page."""
+    whip_ingest: bool = False
+    """Take the input camera over WHIP (``POST /whip``, ``--source whip``); needs a pipeline with a
+    browser source. The viewer page then only watches."""
     allowed_hosts: tuple[str, ...] = ()
     """Extra Host names (and trusted page origins' host names) to answer, besides localhost, the
     loopback addresses and the bound address (every interface address when bound to 0.0.0.0)."""
@@ -151,6 +157,7 @@ class StreamServer:
         self.sessions_total = 0
         self.closed_reasons: dict[str, int] = {}
         self._admitting = 0  # offers being answered, counted as half-open
+        self._whip_publisher: str | None = None  # the WHIP ingest session holding the input ("" while answered)
         self._switching = False  # one style switch at a time: each builds an engine
         self._hosts, self._host_ips = served_hosts(config.host, config.allowed_hosts)
         self._cpu: tuple[float, float] = (time.monotonic(), _cpu_seconds())
@@ -181,6 +188,12 @@ class StreamServer:
         app.router.add_delete("/whep/{id}", self._delete)
         app.router.add_patch("/whep/{id}", self._whep_patch)
         app.router.add_route("OPTIONS", "/whep", self._whep_options)
+        if self.config.whip_ingest:
+            app.router.add_post("/whip", self._whip)
+            app.router.add_delete("/whip/{id}", self._delete)
+            app.router.add_patch("/whip/{id}", self._whep_patch)
+            app.router.add_route("OPTIONS", "/whip", self._whep_options)
+            app.router.add_route("OPTIONS", "/whip/{id}", self._whep_options)
         app.router.add_route("OPTIONS", "/whep/{id}", self._whep_options)
         app.router.add_post("/style", self._style)
         app.router.add_post("/blend", self._blend)
@@ -210,7 +223,7 @@ class StreamServer:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Every failure is a 4xx/5xx with a one-line message; nothing reaches a viewer's session."""
-        sdp = request.path.startswith("/whep")
+        sdp = request.path.startswith(("/whep", "/whip"))
         try:
             return await handler(request)
         except web.HTTPException as e:
@@ -250,7 +263,7 @@ class StreamServer:
         Every response: no sniffing, no referrer (the page URL carries the token), no framing
         (a framed viewer page would be clickjackable into same-origin style switches)."""
         resp = await handler(request)
-        if request.path.startswith("/whep"):
+        if request.path.startswith(("/whep", "/whip")):
             resp.headers["Access-Control-Allow-Origin"] = "*"
             resp.headers["Access-Control-Expose-Headers"] = "Location, ETag"
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -269,9 +282,9 @@ class StreamServer:
             )
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("Origin")
-            whep = request.path.startswith("/whep")
+            whep = request.path.startswith(("/whep", "/whip"))
             if origin is not None and not self._same_origin(origin, host) and not (whep and self.config.token):
-                hint = " (cross-origin WHEP players need a server started with --token)" if whep else ""
+                hint = " (cross-origin WHEP/WHIP clients need a server started with --token)" if whep else ""
                 raise web.HTTPForbidden(text=f"cross-origin request from {origin[:100]!r} refused{hint}")
             expected = _BODY_TYPES.get((request.method, request.path.split("/")[1] if "/" in request.path else ""))
             if expected and request.content_type != expected:
@@ -340,7 +353,8 @@ class StreamServer:
             {
                 "styles": [s.name for s in list_styles()],
                 "style": self.pipeline.style.name,
-                "source": "browser" if self.pipeline.browser is not None else redact_url(self.pipeline.config.source),
+                "source": ("whip" if self.config.whip_ingest else "browser") if self.pipeline.browser is not None
+                          else redact_url(self.pipeline.config.source),  # fmt: skip
                 "codec": self.config.codec,
                 "bitrate": self.config.bitrate,
                 "blend": self.pipeline.blend_alpha,
@@ -353,7 +367,8 @@ class StreamServer:
         )
 
     def connected_sessions(self) -> list[Session]:
-        return [s for s in self.sessions.values() if s.connected.is_set()]
+        """Connected viewers (what --max-viewers counts); a WHIP ingest publisher is not one."""
+        return [s for s in self.sessions.values() if s.connected.is_set() and s.kind != "whip"]
 
     def pending_sessions(self) -> list[Session]:
         """Answered, not connected yet, oldest first."""
@@ -367,8 +382,8 @@ class StreamServer:
         connected = self.connected_sessions()
         stats.update(
             viewers=len(connected),
-            connecting=len(self.sessions) - len(connected) + self._admitting,
-            publishers=sum(s.publisher for s in connected),
+            connecting=len(self.pending_sessions()) + self._admitting,
+            publishers=sum(s.publisher and s.connected.is_set() for s in self.sessions.values()),
             sessions_total=self.sessions_total,
             sessions_closed=self.closed_reasons,
             frames_sent=self.fanout.sent(),
@@ -434,6 +449,33 @@ class StreamServer:
             headers={"Location": f"/whep/{session.id}", "ETag": f'"{session.id}"'},
         )
 
+    async def _whip(self, request: web.Request) -> web.Response:
+        """WHIP ingest (RFC 9725): the offer's video becomes the pipeline input. One publisher at a time."""
+        if self._whip_publisher is not None:
+            holder = self.sessions.get(self._whip_publisher)
+            since = f" for {time.monotonic() - holder.created:.0f} s" if holder is not None else ""
+            raise web.HTTPConflict(text=f"this server already has a WHIP publisher (connected{since}); one at a time: "
+                                        f"it must DELETE its session first (a vanished one is dropped within "
+                                        f"{self.config.viewer_timeout_s + 2:.0f} s)")  # fmt: skip
+        self._whip_publisher = ""  # reserved before the first await: two POSTs at once cannot both pass
+        try:
+            try:
+                sdp = (await self._read_body(request)).decode("utf-8")
+            except UnicodeDecodeError:
+                raise web.HTTPBadRequest(text="the SDP offer is not UTF-8 text") from None
+            session, answer = await self._answer(sdp, "whip", original=False, publish=True, peer=request.remote,
+                                                 subscribe=False)  # fmt: skip
+        except BaseException:
+            self._whip_publisher = None
+            raise
+        self._whip_publisher = session.id
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/whip/{session.id}", "ETag": f'"{session.id}"'},
+        )
+
     async def _whep_options(self, _request: web.Request) -> web.Response:
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
@@ -490,8 +532,11 @@ class StreamServer:
 
     # ------------------------------------------------------------------ sessions
 
-    async def _answer(self, offer: str, kind: str, *, original: bool, publish: bool, peer: str | None = None) -> tuple[Session, str]:
-        if len(self.connected_sessions()) >= self.config.max_viewers:
+    async def _answer(self, offer: str, kind: str, *, original: bool, publish: bool, peer: str | None = None,
+                      subscribe: bool = True) -> tuple[Session, str]:  # fmt: skip
+        """Answer ``offer``: a session that receives the stylized stream (``subscribe``) and/or sends
+        its camera as the input (``publish``)."""
+        if subscribe and len(self.connected_sessions()) >= self.config.max_viewers:
             raise web.HTTPServiceUnavailable(
                 text=f"server is full ({self.config.max_viewers} viewers, --max-viewers)", headers={"Retry-After": "10"}
             )
@@ -503,6 +548,8 @@ class StreamServer:
             raise web.HTTPBadRequest(text=f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
         if publish and self.pipeline.browser is None:
             raise web.HTTPBadRequest(text="this server does not take a browser camera (start it with --source browser)")
+        if publish and kind != "whip" and self.config.whip_ingest:
+            raise web.HTTPBadRequest(text="this server takes its camera over WHIP only (POST /whip)")
         offer = prefer_codec_in_offer(offer, self.config.codec)
         await self._make_room_for_pending()
         self._admitting += 1
@@ -525,8 +572,9 @@ class StreamServer:
             except Exception as e:  # aiortc raises ValueError/KeyError/... on bad SDP
                 raise web.HTTPBadRequest(text=f"malformed SDP offer: {type(e).__name__}: {str(e)[:160]}") from None
             video = [t for t in pc.getTransceivers() if t.kind == "video"]
-            session.tracks.append(self.fanout.subscribe("stylized"))
-            if original and len(video) > 1:
+            if subscribe:
+                session.tracks.append(self.fanout.subscribe("stylized"))
+            if subscribe and original and len(video) > 1:
                 session.tracks.append(self.fanout.subscribe("original"))
             for track in session.tracks:
                 pc.addTrack(track)
@@ -575,7 +623,7 @@ class StreamServer:
             log.info("session %s: not connected within %.0f s; closed", session.id, self.config.connect_timeout_s)
             await self.close_session(session.id, "connect timeout")
             return
-        if len(self.connected_sessions()) > self.config.max_viewers:  # several half-open ones connected at once
+        if session.kind != "whip" and len(self.connected_sessions()) > self.config.max_viewers:  # several half-open ones connected at once
             log.info("session %s: connected, but the server is full; closed", session.id)
             await self.close_session(session.id, "full")
             return
@@ -589,7 +637,8 @@ class StreamServer:
             if rx is None or rx != last_rx:
                 last_rx, last_change = (rx if rx is not None else last_rx), now
             elif now - last_change > self.config.viewer_timeout_s:
-                log.info("session %s: nothing received for %.0f s; the viewer left", session.id, now - last_change)
+                log.info("session %s: nothing received for %.0f s; the %s left", session.id, now - last_change,
+                         "WHIP publisher" if session.kind == "whip" else "viewer")  # fmt: skip
                 await self.close_session(session.id, "viewer silent")
                 return
 
@@ -627,6 +676,8 @@ class StreamServer:
         if session is None:
             return
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
+        if self._whip_publisher == sid:
+            self._whip_publisher = None
         current = asyncio.current_task()
         for t in session.tasks:
             if t is not current:  # the watchdog may be the one closing: it must finish pc.close()
@@ -655,6 +706,7 @@ _BODY_TYPES: dict[tuple[str, str], str] = {
     ("POST", "style"): "application/json",
     ("POST", "blend"): "application/json",
     ("POST", "whep"): "application/sdp",
+    ("POST", "whip"): "application/sdp",
 }
 """What each state-changing endpoint reads. Neither type is CORS-safelisted, so a browser must
 preflight a cross-site request (which we never grant outside WHEP): a text/plain form post is refused."""
