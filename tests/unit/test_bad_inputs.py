@@ -25,23 +25,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import one_line_error, run_cli
 
 from vst.errors import StyleError
 from vst.models import CompactGenerator, GeneratorSpec
-from vst.styles import check_style, import_style, list_styles, load_generator, resolve_style, save_style, user_dir
-
-
-def _run(module: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-
-
-def _one_line_error(r: subprocess.CompletedProcess[str], needle: str = "") -> str:
-    assert r.returncode != 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], r.stderr
-    return errors[0]
+from vst.styles import (
+    check_style,
+    import_style,
+    list_styles,
+    load_generator,
+    resolve_style,
+    save_style,
+    user_dir,
+)
 
 
 def _tiny_style(directory: Path, name: str, **meta_overrides: object) -> Path:
@@ -140,11 +136,11 @@ def test_render_refuses_bad_styles_in_one_line(tmp_path: Path) -> None:
     unknown_arch = _tiny_style(tmp_path, "odd", arch="transformer9000")
     for style, needle in ((nan_onnx, "not finite"), (one_channel, "channels"), (unknown_arch, "architecture")):
         out = tmp_path / f"{style.stem}.mp4"
-        _one_line_error(_run("vst.stream.render", "sample", str(out), "--style", str(style), "--no-progress"), needle)
+        one_line_error(run_cli("vst.stream.render", "sample", str(out), "--style", str(style), "--no-progress"), needle)
         assert not out.exists() and not list(tmp_path.glob(".*part*"))
     # vst-stream runs the style once before it serves: the same style fails at start, in one line
-    _one_line_error(_run("vst.stream.serve_cli", "--source", "testsrc", "--port", "0", "--style", str(one_channel)), "channels")
-    _one_line_error(_run("vst.stream.render", "webcam:0", str(tmp_path / "w.mp4")), "vst-stream")
+    one_line_error(run_cli("vst.stream.serve_cli", "--source", "testsrc", "--port", "0", "--style", str(one_channel)), "channels")
+    one_line_error(run_cli("vst.stream.render", "webcam:0", str(tmp_path / "w.mp4")), "vst-stream")
 
 
 def test_broken_user_sidecar_is_skipped_with_one_warning() -> None:
@@ -162,12 +158,12 @@ def test_broken_user_sidecar_is_skipped_with_one_warning() -> None:
     assert resolve_style("monet").origin == "bundled"
     with pytest.raises(StyleError, match="broken.json"):
         resolve_style("broken")
-    r = _run("vst.styles_cli", "list", env={"VST_STYLES_DIR": str(d)}, timeout=60)
+    r = run_cli("vst.styles_cli", "list", env={"VST_STYLES_DIR": str(d)}, timeout=60)
     assert r.returncode == 0 and "monet" in r.stdout and "good" in r.stdout, r.stderr
     warnings = [line for line in r.stderr.splitlines() if "skipping style" in line]
     assert len(warnings) == 3 and any("broken.safetensors" in w for w in warnings), r.stderr
-    r = _run("vst.stream.render", "sample", "/nonexistent-dir/o.mp4", env={"VST_STYLES_DIR": str(d)}, timeout=60)
-    _one_line_error(r, "output directory")  # got as far as the output check: the styles folder did not break it
+    r = run_cli("vst.stream.render", "sample", "/nonexistent-dir/o.mp4", env={"VST_STYLES_DIR": str(d)}, timeout=60)
+    one_line_error(r, "output directory")  # got as far as the output check: the styles folder did not break it
 
 
 def test_import_never_replaces_a_style_silently(tmp_path: Path) -> None:
@@ -179,9 +175,9 @@ def test_import_never_replaces_a_style_silently(tmp_path: Path) -> None:
     with pytest.raises(StyleError, match="--force"):
         import_style(second, "mosaic")
     assert (user_dir() / "mosaic.onnx").read_bytes() == before
-    r = _run("vst.styles_cli", "import", str(second), "--name", "mosaic", timeout=60)
-    _one_line_error(r, "--force")
-    r = _run("vst.styles_cli", "import", str(second), "--name", "mosaic", "--force", timeout=60)
+    r = run_cli("vst.styles_cli", "import", str(second), "--name", "mosaic", timeout=60)
+    one_line_error(r, "--force")
+    r = run_cli("vst.styles_cli", "import", str(second), "--name", "mosaic", "--force", timeout=60)
     assert r.returncode == 0, r.stderr
     assert not (user_dir() / "mosaic.onnx").exists()  # the old kind's weights do not linger
     assert resolve_style("mosaic").kind == "torch"
@@ -193,13 +189,13 @@ def test_import_never_replaces_a_style_silently(tmp_path: Path) -> None:
 def test_fifo_inputs_are_refused_not_waited_on(tmp_path: Path) -> None:
     fifo = tmp_path / "clip.mp4"
     os.mkfifo(fifo)
-    _one_line_error(_run("vst.stream.render", str(fifo), str(tmp_path / "o.mp4"), timeout=60), "FIFO")
-    _one_line_error(_run("vst.stream.eval_cli", str(fifo), timeout=60), "FIFO")
-    _one_line_error(_run("vst.stream.serve_cli", "--source", str(fifo), "--port", "0", timeout=60), "FIFO")
+    one_line_error(run_cli("vst.stream.render", str(fifo), str(tmp_path / "o.mp4"), timeout=60), "FIFO")
+    one_line_error(run_cli("vst.stream.eval_cli", str(fifo), timeout=60), "FIFO")
+    one_line_error(run_cli("vst.stream.serve_cli", "--source", str(fifo), "--port", "0", timeout=60), "FIFO")
     out_fifo = tmp_path / "strip.png"
     os.mkfifo(out_fifo)
-    _one_line_error(_run("vst.stream.eval_cli", "sample", "--strip", str(out_fifo), timeout=60), "FIFO")
-    _one_line_error(_run("vst.styles_cli", "import", str(fifo), timeout=60), "FIFO")
+    one_line_error(run_cli("vst.stream.eval_cli", "sample", "--strip", str(out_fifo), timeout=60), "FIFO")
+    one_line_error(run_cli("vst.styles_cli", "import", str(fifo), timeout=60), "FIFO")
 
 
 @pytest.fixture
@@ -228,19 +224,19 @@ def test_dead_urls_say_what_failed_with_the_url_intact_and_redacted(tmp_path: Pa
     out = str(tmp_path / "o.mp4")
     for scheme in ("rtsp", "http"):
         url = f"{scheme}://viewer:hunter2@127.0.0.1:{closed_port}/cam"
-        line = _one_line_error(_run("vst.stream.render", url, out, timeout=60), "refused")
+        line = one_line_error(run_cli("vst.stream.render", url, out, timeout=60), "refused")
         assert f"{scheme}://viewer:***@127.0.0.1:{closed_port}/cam" in line and "hunter2" not in line
-    r = _run("vst.stream.render", f"http://viewer:hunter2@{http_root[0]}/missing.mp4", out, timeout=60)
-    line = _one_line_error(r, "404")
+    r = run_cli("vst.stream.render", f"http://viewer:hunter2@{http_root[0]}/missing.mp4", out, timeout=60)
+    line = one_line_error(r, "404")
     assert "hunter2" not in r.stderr and f"http://viewer:***@{http_root[0]}/missing.mp4" in line
-    r = _run("vst.stream.eval_cli", f"rtsp://viewer:hunter2@127.0.0.1:{closed_port}/cam", timeout=60)
+    r = run_cli("vst.stream.eval_cli", f"rtsp://viewer:hunter2@127.0.0.1:{closed_port}/cam", timeout=60)
     assert "hunter2" not in r.stderr
-    _one_line_error(r, "refused")
+    one_line_error(r, "refused")
 
 
 def test_strip_format_is_checked_before_any_work(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    _one_line_error(_run("vst.stream.eval_cli", "sample", "--frames", "100", "--strip", str(tmp_path / "out.xyz")), "out.xyz")
+    one_line_error(run_cli("vst.stream.eval_cli", "sample", "--frames", "100", "--strip", str(tmp_path / "out.xyz")), "out.xyz")
     assert time.monotonic() - t0 < 30
     assert not (tmp_path / "out.xyz").exists()
 
@@ -304,16 +300,16 @@ def test_styles_info_is_a_readable_card_and_list_never_cuts_words() -> None:
         "data": {"domain_b": "paintings/monet (1072)"}, "config": {"loss": {"cycle": 10, "identity": 0.5}},
         "steps": 5000, "wall_time_s": 4727.7, "machine": "2-core EPYC",
         "held_out_eval": {"swd_ratio": 0.61, "e_ratio": 1.4}})  # fmt: skip
-    r = _run("vst.styles_cli", "info", "carded", timeout=60)
+    r = run_cli("vst.styles_cli", "info", "carded", timeout=60)
     assert r.returncode == 0, r.stderr
     with pytest.raises(json.JSONDecodeError):
         json.loads(r.stdout)
     for heading in ("Data", "Recipe", "Compute", "Measurements"):
         assert f"\n{heading}\n" in r.stdout, r.stdout
     assert "swd ratio" in r.stdout.lower() and "1 h 19 min" in r.stdout
-    assert json.loads(_run("vst.styles_cli", "info", "carded", "--json").stdout)["name"] == "carded"
+    assert json.loads(run_cli("vst.styles_cli", "info", "carded", "--json").stdout)["name"] == "carded"
 
-    r = _run("vst.styles_cli", "list", env={"COLUMNS": "90"}, timeout=60)
+    r = run_cli("vst.styles_cli", "list", env={"COLUMNS": "90"}, timeout=60)
     lines = r.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if " carded " in line)
     shown = lines[start][lines[start].index("user") + len("user") :].split()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_run import one_line_error, run_cli
 
 from vst.errors import VstError
 from vst.redact import RedactingFilter, redact_text, redact_url
@@ -19,18 +20,6 @@ CLIS = {
     "vst-eval": "vst.stream.eval_cli",
     "vst-styles": "vst.styles_cli",
 }
-
-
-def _run(module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _one_line_error(r: subprocess.CompletedProcess[str], needle: str = "") -> str:
-    assert r.returncode != 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], r.stderr
-    return errors[0]
 
 
 # Each numeric option of each CLI, with values outside its range or not numbers at all. Argument
@@ -70,7 +59,7 @@ BAD_NUMBERS = [
 
 @pytest.mark.parametrize(("cli", "args", "needle"), BAD_NUMBERS, ids=[f"{c}{' '.join(a)[:40]}" for c, a, _ in BAD_NUMBERS])
 def test_every_numeric_option_is_range_checked(cli: str, args: list[str], needle: str) -> None:
-    _one_line_error(_run(CLIS[cli], *args), needle)
+    one_line_error(run_cli(CLIS[cli], *args), needle)
 
 
 @pytest.mark.parametrize("cli", sorted(CLIS))
@@ -113,8 +102,8 @@ def test_token_is_never_empty() -> None:
 
 
 def test_empty_token_on_the_command_line() -> None:
-    _one_line_error(_run("vst.stream.serve_cli", "--host", "0.0.0.0", "--token", "", "--source", "testsrc"), "--token")
-    _one_line_error(_run("vst.stream.serve_cli", "--token", "x", "--no-auth"), "--no-auth")
+    one_line_error(run_cli("vst.stream.serve_cli", "--host", "0.0.0.0", "--token", "", "--source", "testsrc"), "--token")
+    one_line_error(run_cli("vst.stream.serve_cli", "--token", "x", "--no-auth"), "--no-auth")
 
 
 @pytest.mark.parametrize(
