@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vst.errors import VstError
+from vst.fileio import file_lock
 from vst.styles import Style, cache_root, load_generator
 
 log = logging.getLogger("vst.export.onnx")
@@ -180,6 +181,9 @@ def cached_onnx(style: Style, precision: Precision = "fp32", opset: int = OPSET)
     if path.exists():
         log.debug("ONNX cache hit %s", path)
         return path
-    # The one line a first use prints: the export takes a few seconds, once per style version.
-    log.info("exporting style %r to ONNX (%s) once, cached at %s", style.name, precision, path)
-    return export_onnx(load_generator(style), path, precision=precision, opset=opset)
+    with file_lock(path):  # processes starting together (one per GPU) export once; the others wait and reuse it
+        if path.exists():
+            return path
+        # The one line a first use prints: the export takes a few seconds, once per style version.
+        log.info("exporting style %r to ONNX (%s) once, cached at %s", style.name, precision, path)
+        return export_onnx(load_generator(style), path, precision=precision, opset=opset)

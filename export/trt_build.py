@@ -21,20 +21,20 @@ a GPU host that has it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from vst.errors import BackendUnavailable, VstError
 from vst.export.onnx_export import INPUT_NAME, cached_onnx
+
+from vst.errors import BackendUnavailable, VstError
+from vst.fileio import file_lock
 from vst.imaging import SIZE_MULTIPLE
 from vst.styles import Style, cache_root, file_sha256
 
@@ -133,18 +133,6 @@ def fp16_in_graph(trt: ModuleType) -> bool:
     return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") or not hasattr(trt.BuilderFlag, "FP16")
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise builds of one engine across processes (two viewers starting at once build it once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(path.suffix + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _atomic_write_bytes(dest: Path, data: bytes | memoryview) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
@@ -226,7 +214,7 @@ def ensure_engine(
     out = engine_dir() / engine_file_name(style.name, model_sha, sizes, precision, trt_version=trt.__version__)
     if out.exists():
         return out
-    with _file_lock(out):
+    with file_lock(out):
         if out.exists():  # another process built it while we waited
             return out
         say = progress or log.info
@@ -265,7 +253,7 @@ def compile_torch_tensorrt(style: Style, size: Size, precision: TrtPrecision = "
     version = getattr(torch_tensorrt, "__version__", "unknown")
     name = engine_file_name(style.name, style.digest(), [(w, h)], precision, trt_version=f"torchtrt{version}")
     path = (engine_dir() / name).with_suffix(".ep")
-    with _file_lock(path):
+    with file_lock(path):
         if path.exists():
             return torch.export.load(str(path)).module()
         net = load_generator(style).to("cuda", dtype).eval()

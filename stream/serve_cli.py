@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), metavar="NAME",
                    help=f"inference backend: {' | '.join(('auto', *BACKENDS))} (default auto: the fastest installed)")  # fmt: skip
+    p.add_argument("--device", default=None, metavar="cuda:N",
+                   help="pin this process to GPU N (one vst per GPU, docs/deploy.md); sets CUDA_VISIBLE_DEVICES before CUDA starts")  # fmt: skip
     add_blend_option(p, "temporal blend strength 0..1 (0: off; 1 measured best)")
     add_budget_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for the network)")
@@ -120,8 +122,27 @@ def resolve_token(token: str | None, host: str, no_auth: bool) -> str | None:
     return secrets.token_urlsafe(16)
 
 
+def pin_device(device: str | None) -> None:
+    """``cuda:N`` -> CUDA_VISIBLE_DEVICES=N, so every CUDA user in this process (torch, CuPy,
+    TensorRT) sees that one GPU as device 0. Must run before torch initialises CUDA; the CLIs
+    import torch lazily, after their arguments are parsed, so that holds here."""
+    if device is None:
+        return
+    index = device.removeprefix("cuda:")
+    if not device.startswith("cuda:") or not index.isdigit():
+        raise VstError(f"--device must look like cuda:N (N = the GPU's index), got {device!r}")
+    import sys
+
+    torch_mod = sys.modules.get("torch")
+    if torch_mod is not None and torch_mod.cuda.is_initialized():
+        raise VstError("--device: CUDA is already initialised in this process")
+    os.environ["CUDA_VISIBLE_DEVICES"] = index
+    log.info("pinned to GPU %s (CUDA_VISIBLE_DEVICES=%s)", index, index)
+
+
 def _run(args: argparse.Namespace) -> int:
     token = resolve_token(args.token, args.host, args.no_auth)
+    pin_device(args.device)
     from vst.stream.sources import conceal
     from vst.stream.webrtc import parse_ice_server
 

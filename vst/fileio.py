@@ -83,3 +83,19 @@ def special_file_kind(path: Path) -> str | None:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return None
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path``.lock for the block: serialises building one cached
+    artefact (an ONNX export, a TensorRT engine) across processes, e.g. one vst per GPU starting at once.
+    The artefact itself is still written atomically, so a reader without the lock never sees half a file."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -5,6 +5,7 @@ torch, aiortc, onnx or OpenCV; credentials never show; tokens are never empty.""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -131,3 +132,16 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     record = logger.makeRecord("vst.test_redact", logging.WARNING, __file__, 1, "reconnecting to %s", ("rtsp://u:hunter2@cam/x",), None)
     assert handler.filter(record)
     assert record.getMessage() == "reconnecting to rtsp://u:***@cam/x"
+
+
+def test_device_pins_one_gpu_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vst-stream --device cuda:N` (one vst per GPU): CUDA_VISIBLE_DEVICES=N before CUDA starts; bad specs are one line."""
+    from vst.stream.serve_cli import pin_device
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pin_device("cuda:3")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    for bad in ("gpu0", "cuda:", "cuda:x", "cpu"):
+        with pytest.raises(VstError):
+            pin_device(bad)
+    one_line_error(run_cli("vst.stream.serve_cli", "--device", "cuda:one", "--source", "testsrc"), "--device")
