@@ -68,7 +68,8 @@ async def _whep_stamps(base: str, seconds: float) -> tuple[int, int]:
 
 
 def test_published_camera_is_stylized_for_whep_viewers(server: VstServer, loopback_ice: None) -> None:
-    assert any("WHIP ingest" in line for line in server.lines), server.lines
+    # The ingest line follows the ready line the fixture waits for: give the reader thread a moment.
+    assert wait_until(lambda: any("WHIP ingest" in line for line in server.lines), 10), server.lines
     assert server.stats()["state"].startswith("waiting")
     status, _h, body = server.request("POST", "/whip", b"v=0\r\n", "application/sdp", token=False)
     assert status == 401, body
