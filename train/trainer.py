@@ -285,15 +285,24 @@ class TrainerBase:
 
     def init_from(self, path: Path) -> None:
         """Warm start: take the networks' weights from another run's checkpoint (optimisers, pools
-        and step start fresh), e.g. a new painter from the monet run."""
+        and step start fresh), e.g. a new painter from the monet run; or take the style's generator
+        from a style file (a committed, fp16 ``.safetensors``), so a later session can continue a
+        bundled style without any run folder."""
         try:
             tensors = load_file(str(path))
         except (OSError, ValueError) as e:
             raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        is_style = not any(k.startswith("g_ab.") for k in tensors)
         try:
-            for name in self.net_names:
-                sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-                getattr(self, name).load_state_dict(sd, strict=True)
+            if is_style:
+                # A style file (fp16 generator weights only, as committed): the style's generator
+                # continues, the inverse generator and the discriminators start fresh.
+                self.g_ab.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+                log.info("g_ab initialised from the style %s; the other networks start fresh", path)
+            else:
+                for name in self.net_names:
+                    sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                    getattr(self, name).load_state_dict(sd, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint {path} does not match this config's networks: {str(e).splitlines()[0]}") from None
         self.init_source = str(path)

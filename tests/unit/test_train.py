@@ -316,3 +316,23 @@ def test_hinge_loss_values() -> None:
     assert float(gan_loss(scores, True, "lsgan", for_d=True)) == pytest.approx((9 + 1 + 0.25 + 4) / 4)
     with pytest.raises(ValueError):
         gan_loss(scores, True, "wgan", for_d=True)
+
+
+def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
+    """Issue 15 item 6: a later session continues a bundled style from its fp16 weights alone."""
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data)
+    a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
+    b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
+    src = CycleGANTrainer(cfg, tmp_path / "src", a, b)
+    src.train_step(*src.sample_batch())
+    style = src.export_style(tmp_path / "styles", "tiny")  # fp16 generator only, as committed
+    dst = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst", a, b)
+    d_before = {k: v.clone() for k, v in dst.d_b.state_dict().items()}
+    dst.init_from(style.weights)
+    for k, v in src.g_ab.state_dict().items():
+        assert torch.allclose(dst.g_ab.state_dict()[k], v.half().float()), k
+    assert all(torch.equal(dst.d_b.state_dict()[k], v) for k, v in d_before.items())  # D starts fresh
+    dst.train_step(*dst.sample_batch())
+    assert dst.step == 1
