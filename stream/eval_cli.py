@@ -206,7 +206,7 @@ def _body() -> int:
         args.blend = [1.0 if args.mode == "lowpass" and args.blend_budget is not None else 0.95]
     if args.strip:
         check_image_output(args.strip)
-    from vst.metrics import PaintingSet, load_paintings, periodic_artefact_index
+    from vst.metrics import PaintingSet, load_paintings, style_strength
     from vst.stream.blend import make_blend
 
     for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendStage's
@@ -241,9 +241,7 @@ def _body() -> int:
         "mode": args.mode, "blend_budget": args.blend_budget, "per_frame": base, "blends": [asdict(r) for r in results],
     }  # fmt: skip
     if paintings is not None:
-        dist = PaintingSet(paintings).compare(stylized, frames)
-        report["style_strength"] = dist.to_dict() | {"periodic_artefact_index": periodic_artefact_index(stylized, frames),
-                                                     "paintings": str(args.paintings)}  # fmt: skip
+        report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
     if args.strip and results:
         write_strip(args.strip, frames, stylized, outputs[results[0].alpha])
     if args.json:

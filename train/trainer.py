@@ -465,11 +465,12 @@ class CycleGANTrainer(TrainerBase):
         """One G update then one D update, as the seed orders them. Returns the losses."""
         lc = self.cfg.loss
         mode = lc.gan_mode
-        lr_scale = self.lr_at(self.step) / self.cfg.optim.lr
+        o = self.cfg.optim
+        lr = self.lr_at(self.step)  # D follows the same schedule at its own base rate (TTUR)
         for group in self.opt_g.param_groups:
-            group["lr"] = self.cfg.optim.lr * lr_scale
+            group["lr"] = lr
         for group in self.opt_d.param_groups:
-            group["lr"] = (self.cfg.optim.lr_d or self.cfg.optim.lr) * lr_scale
+            group["lr"] = lr * (o.lr_d / o.lr) if o.lr_d else lr
         real_a = batch_a.cur
         n = real_a.shape[0]
         use_t = lc.temporal > 0

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -16,6 +17,9 @@ from vst.train.config import ConfigError, TrainConfig, load_config, parse_overri
 from vst.train.data import DomainA, ImageFolder, smooth_flow, synthetic_pair
 from vst.train.losses import ImagePool, edge_loss, temporal_loss
 from vst.warp import backward_warp
+
+if TYPE_CHECKING:
+    from vst.train.trainer import CycleGANTrainer
 
 
 @pytest.fixture(autouse=True)
@@ -250,7 +254,8 @@ def test_cli_missing_or_empty_folder_is_one_line_error(tmp_path: Path, data: typ
         assert err.startswith("error:") and message in err and "\n" not in err
 
 
-def test_init_from_takes_weights_but_not_the_step(tmp_path: Path, data: type) -> None:
+def _trained_one_step(tmp_path: Path, data: type) -> tuple[CycleGANTrainer, DomainA, ImageFolder]:
+    """A tiny CycleGAN trainer after one step, and its data, for the warm-start tests."""
     from vst.train.trainer import CycleGANTrainer
 
     cfg = _tiny(tmp_path, data)
@@ -258,6 +263,13 @@ def test_init_from_takes_weights_but_not_the_step(tmp_path: Path, data: type) ->
     b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
     src = CycleGANTrainer(cfg, tmp_path / "src", a, b)
     src.train_step(*src.sample_batch())
+    return src, a, b
+
+
+def test_init_from_takes_weights_but_not_the_step(tmp_path: Path, data: type) -> None:
+    from vst.train.trainer import CycleGANTrainer
+
+    src, a, b = _trained_one_step(tmp_path, data)
     ckpt = src.save_checkpoint()
     dst = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst", a, b)
     dst.init_from(ckpt)
@@ -322,11 +334,7 @@ def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
     """Issue 15 item 6: a later session continues a bundled style from its fp16 weights alone."""
     from vst.train.trainer import CycleGANTrainer
 
-    cfg = _tiny(tmp_path, data)
-    a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
-    b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
-    src = CycleGANTrainer(cfg, tmp_path / "src", a, b)
-    src.train_step(*src.sample_batch())
+    src, a, b = _trained_one_step(tmp_path, data)
     style = src.export_style(tmp_path / "styles", "tiny")  # fp16 generator only, as committed
     dst = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst", a, b)
     d_before = {k: v.clone() for k, v in dst.d_b.state_dict().items()}
