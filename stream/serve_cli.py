@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int_range(0, 65535), default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec sent to viewers")
     p.add_argument("--bitrate", type=int_range(100, 50_000), default=None, metavar="KBPS",
-                   help="target video bitrate in kbit/s, 100..50000 (aiortc defaults: VP8 500, capped at 1500)")  # fmt: skip
+                   help="fixed video bitrate in kbit/s, 100..50000 (default: follow the slowest viewer's "
+                        "estimate, 250..2500; docs/deploy.md)")  # fmt: skip
+    p.add_argument("--per-viewer-encoder", action="store_true",
+                   help="one encoder per viewer (each at its own bitrate) instead of one encode shared by all "
+                        "viewers; costs one encode per viewer")  # fmt: skip
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT[?transport=tcp]")  # fmt: skip
     auth = p.add_mutually_exclusive_group()
@@ -165,7 +169,8 @@ def _run(args: argparse.Namespace) -> int:
     config = ServerConfig(host=args.host, port=args.port, token=token, max_viewers=args.max_viewers,
                           codec=args.codec, bitrate=args.bitrate * 1000 if args.bitrate else None,
                           ice_servers=tuple(args.ice_server), allowed_hosts=tuple(args.allowed_host),
-                          connect_timeout_s=args.connect_timeout, whip_ingest=source == "whip")  # fmt: skip
+                          connect_timeout_s=args.connect_timeout, whip_ingest=source == "whip",
+                          per_viewer_encoder=args.per_viewer_encoder)  # fmt: skip
     pipeline = Pipeline(
         # a WHIP publisher feeds the same browser-camera input as the page's camera mode
         PipelineConfig(source="browser" if source == "whip" else source, size=args.size, fps=args.fps, style=args.style,

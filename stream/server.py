@@ -54,7 +54,8 @@ from aiortc.mediastreams import MediaStreamError
 from vst.errors import VstError
 from vst.redact import redact_text, redact_url
 from vst.stream.pipeline import Pipeline
-from vst.stream.webrtc import Fanout, add_bitrate_fmtp, prefer_codec_in_offer, rtc_configuration
+from vst.stream.encode import EncodedTrack, EncoderConfig
+from vst.stream.webrtc import Fanout, add_bitrate_fmtp, negotiated_video_codec, prefer_codec_in_offer, rtc_configuration
 from vst.styles import check_style, list_styles, resolve_style
 
 if TYPE_CHECKING:
@@ -86,7 +87,11 @@ class ServerConfig:
     codec: str = "vp8"
     """'vp8' or 'h264': what the server sends."""
     bitrate: int | None = None
-    """Target video bitrate in bps (None: aiortc's defaults)."""
+    """Video bitrate in bps: fixed for the shared encoder; the start/ceiling of per-viewer encoders.
+    None: the shared encoder follows the slowest viewer's estimate (per-viewer: aiortc's defaults)."""
+    per_viewer_encoder: bool = False
+    """Give every viewer its own encoder (its own bitrate from its own estimate, N times the encode
+    CPU) instead of one shared encode per codec (``vst.stream.encode``)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs handed to aiortc and to the page."""
     whip_ingest: bool = False
@@ -150,7 +155,7 @@ class StreamServer:
     def __init__(self, pipeline: Pipeline, config: ServerConfig) -> None:
         self.pipeline = pipeline
         self.config = config
-        self.fanout = Fanout(pipeline)
+        self.fanout = Fanout(pipeline, EncoderConfig(codec=config.codec, fixed_bitrate=config.bitrate))  # type: ignore[arg-type]
         self.rtc_config = rtc_configuration(list(config.ice_servers))
         self.sessions: dict[str, Session] = {}
         self.rejected: dict[str, int] = {}
@@ -216,7 +221,7 @@ class StreamServer:
         if self.publisher is not None:
             await self.publisher.stop()  # DELETEs the WHIP session
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)), return_exceptions=True)
-        self.fanout.stop()
+        await self.fanout.close()
 
     # ------------------------------------------------------------------ middlewares
 
@@ -387,6 +392,8 @@ class StreamServer:
             sessions_total=self.sessions_total,
             sessions_closed=self.closed_reasons,
             frames_sent=self.fanout.sent(),
+            encoding="per-viewer" if self.config.per_viewer_encoder else "shared",
+            encoders=self.fanout.encoder_stats(),
             track_errors=self.fanout.track_errors,
             rejected=self.rejected,
             cpu_percent=round(self.cpu_percent, 1),
@@ -572,14 +579,25 @@ class StreamServer:
             except Exception as e:  # aiortc raises ValueError/KeyError/... on bad SDP
                 raise web.HTTPBadRequest(text=f"malformed SDP offer: {type(e).__name__}: {str(e)[:160]}") from None
             video = [t for t in pc.getTransceivers() if t.kind == "video"]
+            subscribe_to = self.fanout.subscribe if self.config.per_viewer_encoder else self.fanout.subscribe_encoded
             if subscribe:
-                session.tracks.append(self.fanout.subscribe("stylized"))
+                session.tracks.append(subscribe_to("stylized"))
             if subscribe and original and len(video) > 1:
-                session.tracks.append(self.fanout.subscribe("original"))
-            for track in session.tracks:
-                pc.addTrack(track)
+                session.tracks.append(subscribe_to("original"))
+            senders = [pc.addTrack(track) for track in session.tracks]
             answer = await asyncio.wait_for(pc.createAnswer(), self.config.offer_timeout_s)
             await asyncio.wait_for(pc.setLocalDescription(answer), self.config.offer_timeout_s)
+            negotiated = negotiated_video_codec(pc.localDescription.sdp)
+            for i, (track, sender) in enumerate(zip(session.tracks, senders)):
+                if not isinstance(track, EncodedTrack):
+                    continue
+                if negotiated == self.config.codec:
+                    track.tap(sender)  # PLI/FIR -> keyframe, REMB -> bitrate
+                else:  # cannot happen after prefer_codec_in_offer; a raw track is always safe
+                    log.warning("session %s negotiated %s, not %s: it gets its own encoder", session.id, negotiated, self.config.codec)
+                    track.stop()
+                    session.tracks[i] = self.fanout.subscribe(track.picture)
+                    sender.replaceTrack(session.tracks[i])
         except BaseException:
             for track in session.tracks:
                 track.stop()

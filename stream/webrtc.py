@@ -1,11 +1,14 @@
 """The aiortc adapter: pipeline outputs as WebRTC tracks, fan-out, codec and bitrate settings.
 
-aiortc's camelCase API stays inside this module. Fan-out: the pipeline's one-slot output is
-shared by every viewer, and each viewer gets its own light ``PipelineTrack`` that wraps the
-shared I420 planes in a fresh ``av.VideoFrame``. We do not use ``MediaRelay`` because it hands
+aiortc's camelCase API stays inside this module and ``vst.stream.encode``. Fan-out: the
+pipeline's one-slot output is shared by every viewer. By default one ``SharedEncoder`` per picture
+encodes it once and every viewer's sender packetizes the same packets (``vst.stream.encode``).
+With ``--per-viewer-encoder`` (and for the WHIP publisher) each viewer gets its own light
+``PipelineTrack`` that wraps the shared I420 planes in a fresh ``av.VideoFrame``. We do not use ``MediaRelay`` because it hands
 one frame object to every viewer's encoder, and those encoders run in parallel executor threads
 and mutate the frame (``pict_type``; ``reformat`` when it is not I420): with two viewers that
-crashed the server (SIGSEGV) here. Encoding stays in aiortc's executor, off the event loop.
+crashed the server (SIGSEGV) here. Encoding stays in aiortc's executor (or the shared encoder's
+worker thread), off the event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
+from vst.stream.encode import EncodedTrack, EncoderConfig, SharedEncoder
 from vst.stream.pipeline import Pipeline
 
 log = logging.getLogger("vst.webrtc")
@@ -86,24 +90,45 @@ class PipelineTrack(MediaStreamTrack):
 
 
 class Fanout:
-    """Hands every viewer its own track on the one pipeline output: N viewers cost one inference.
+    """Hands every viewer a track on the one pipeline output: N viewers cost one inference.
 
-    A viewer whose encoder is slow simply skips to the newest output (no per-viewer backlog).
+    Two kinds of track:
+
+    - ``subscribe_encoded`` (the default for viewers): an ``EncodedTrack`` on the one
+      ``SharedEncoder`` per picture, so N viewers also cost one encode (``vst.stream.encode``).
+    - ``subscribe`` (``--per-viewer-encoder``, and the WHIP publisher to an SFU): a ``PipelineTrack``
+      of raw frames, encoded by the viewer's own RTCRtpSender, with its own bitrate from its own REMB.
+
+    A viewer whose sender is slow skips to the newest output (raw) or to the next keyframe (encoded).
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, encoder: EncoderConfig | None = None) -> None:
         self.pipeline = pipeline
-        self.tracks: set[PipelineTrack] = set()
+        self.encoder_config = encoder or EncoderConfig()
+        self.encoders: dict[Picture, SharedEncoder] = {}
+        self.tracks: set[PipelineTrack | EncodedTrack] = set()
         self.frames_sent = {"stylized": 0, "original": 0}
         self.errors = 0
 
     def subscribe(self, picture: Picture) -> PipelineTrack:
+        """A raw-frame track: its sender runs its own encoder."""
         track = PipelineTrack(self.pipeline, picture)
-        self.tracks.add(track)
-        track.on("ended", lambda: self._retire(track))
+        self._add(track)
         return track
 
-    def _retire(self, track: PipelineTrack) -> None:
+    def subscribe_encoded(self, picture: Picture) -> EncodedTrack:
+        """A track of the shared encoder's packets for ``picture`` (call ``track.tap(sender)`` once added)."""
+        if picture not in self.encoders:
+            self.encoders[picture] = SharedEncoder(self.pipeline, picture, self.encoder_config)
+        track = self.encoders[picture].subscribe()
+        self._add(track)
+        return track
+
+    def _add(self, track: PipelineTrack | EncodedTrack) -> None:
+        self.tracks.add(track)
+        track.on("ended", lambda: self._retire(track))
+
+    def _retire(self, track: PipelineTrack | EncodedTrack) -> None:
         if track in self.tracks:
             self.tracks.discard(track)
             self.frames_sent[track.picture] += track.frames
@@ -111,7 +136,7 @@ class Fanout:
 
     @property
     def track_errors(self) -> int:
-        return self.errors + sum(t.errors for t in self.tracks)
+        return self.errors + sum(t.errors for t in self.tracks) + sum(e.errors for e in self.encoders.values())
 
     def sent(self) -> dict[str, int]:
         out = dict(self.frames_sent)
@@ -119,9 +144,18 @@ class Fanout:
             out[t.picture] += t.frames
         return out
 
+    def encoder_stats(self) -> list[dict[str, object]]:
+        return [e.stats() for e in self.encoders.values()]
+
     def stop(self) -> None:
         for t in list(self.tracks):
             t.stop()
+
+    async def close(self) -> None:
+        """Stop every track and the shared encoders' tasks and threads."""
+        self.stop()
+        for e in self.encoders.values():
+            await e.close()
 
 
 # ---------------------------------------------------------------------- configuration
@@ -198,6 +232,16 @@ def prefer_codec_in_offer(sdp: str, codec: str) -> str:
     if not found:
         raise VstError(f"the offer has no {name} video codec (server runs --codec {codec})")
     return "".join(sections)
+
+
+def negotiated_video_codec(sdp: str) -> str | None:
+    """'vp8' | 'h264' | another lower-case name: the first payload type of the first video m-line of
+    an answer (the codec a sender uses); None when there is no video."""
+    m = re.search(r"(?m)^m=video \S+ \S+ (\d+)", sdp)
+    if not m:
+        return None
+    name = re.search(rf"(?m)^a=rtpmap:{m.group(1)} ([^/\s]+)/", sdp)
+    return name.group(1).lower() if name else None
 
 
 def add_bitrate_fmtp(sdp: str, kbps: int) -> str:
