@@ -29,6 +29,7 @@ from torch import nn
 
 from vst.errors import VstError
 from vst.fileio import file_lock
+from vst.imaging import GENERATOR_SPEC
 from vst.styles import Style, cache_root, load_generator
 
 log = logging.getLogger("vst.export.onnx")
@@ -70,15 +71,18 @@ def export_onnx(
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"ONNX export precision must be fp32 or fp16, not {precision!r}")
     h, w = sample_hw
-    if h % 4 or w % 4:
-        raise ExportError(f"sample size {w}x{h} must be a multiple of 4")
+    if GENERATOR_SPEC.padded_hw(h, w) != (h, w):
+        raise ExportError(f"sample size {w}x{h} must be a padded size (multiples of {GENERATOR_SPEC.size_multiple}, "
+                          f"at least {GENERATOR_SPEC.min_side})")  # fmt: skip
     dtype = torch.float16 if precision == "fp16" else torch.float32
     # A copy: the caller's module keeps its dtype and device.
     model = copy.deepcopy(net).to("cpu", dtype).eval()
     x = torch.zeros(1, 3, h, w, dtype=dtype)
-    # H = 4*h4 tells torch.export that H is a multiple of 4, so no shape guards get baked in.
-    h4 = torch.export.Dim("h4", min=2, max=2048)
-    w4 = torch.export.Dim("w4", min=2, max=2048)
+    # H = 4*h4 tells torch.export that H is a multiple of 4, so no shape guards get baked in; the
+    # smallest H is GENERATOR_SPEC's minimum side, the size frames are padded to.
+    low = GENERATOR_SPEC.min_side // GENERATOR_SPEC.size_multiple
+    h4 = torch.export.Dim("h4", min=low, max=2048)
+    w4 = torch.export.Dim("w4", min=low, max=2048)
     t0 = time.perf_counter()
     try:
         with _exporter_quiet():

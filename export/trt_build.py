@@ -35,7 +35,7 @@ from vst.export.onnx_export import INPUT_NAME, cached_onnx
 
 from vst.errors import BackendUnavailable, VstError
 from vst.fileio import file_lock
-from vst.imaging import SIZE_MULTIPLE
+from vst.imaging import GENERATOR_SPEC
 from vst.styles import Style, cache_root, file_sha256
 
 log = logging.getLogger("vst.export.trt")
@@ -98,9 +98,9 @@ def gpu_name() -> str:
 
 
 def padded(size: Size) -> Size:
-    """The engine shape for a frame size: both sides rounded up to the generators' multiple of 4."""
-    w, h = size
-    return w + (-w) % SIZE_MULTIPLE, h + (-h) % SIZE_MULTIPLE
+    """The engine shape (W, H) for a frame size (W, H): the size ``GENERATOR_SPEC`` pads it to."""
+    hp, wp = GENERATOR_SPEC.padded_hw(size[1], size[0])
+    return wp, hp
 
 
 def normalize_sizes(sizes: Sequence[Size]) -> list[Size]:

@@ -1,6 +1,7 @@
 """Layout conversion: uint8 HWC RGB <-> float NCHW normalized to [-1, 1] (fp16 for the GPU engines).
 
-References are ``vst.imaging.to_tensor`` / ``to_frame`` (same rounding: half-to-even, as rintf).
+The references are ``vst.imaging.GENERATOR_SPEC``'s scaling and output rounding (half to even, as
+``rintf``), without the padding: these kernels convert layout only, at the frame's own size.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vst.imaging import to_frame, to_tensor
+from vst.imaging import GENERATOR_SPEC
 from vst.kernels._cuda import ctype, cupy, kernel, launch
 
 _SRC = r"""
@@ -32,13 +33,13 @@ extern "C" __global__ void nchw_to_hwc(const T* src, unsigned char* dst, int hw)
 
 
 def hwc_to_nchw_reference(frame: np.ndarray, dtype: torch.dtype = torch.float16) -> Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) ``dtype`` in [-1, 1]."""
-    return to_tensor(frame).to(dtype)
+    """(H, W, 3) uint8 -> (1, 3, H, W) ``dtype`` in [-1, 1] (scaled in float32, then cast)."""
+    return GENERATOR_SPEC.scale(frame).to(dtype)
 
 
 def nchw_to_hwc_reference(t: Tensor) -> np.ndarray:
     """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
-    return to_frame(t)
+    return GENERATOR_SPEC.to_frame(t)
 
 
 def hwc_to_nchw_cupy(frame: Any, dtype: str = "float16") -> Any:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from vst.errors import VstError
-from vst.imaging import SIZE_MULTIPLE
+from vst.imaging import GENERATOR_SPEC, InputSpec
 from vst.stream.blend_config import BlendConfig
 from vst.stream.cuda_device import Device, TorchCudaDevice
 from vst.stream.engine import TensorEngine
@@ -53,35 +53,38 @@ STAGES = ("upload", "preprocess", "infer", "blend", "postprocess", "download")
 _SCALE = 1 / 127.5  # 0..255 levels -> the [-1, 1] tensors' scale
 
 
-def reflect_pad_(x: Any, h: int, w: int) -> None:
-    """Fill x[..., h:, :] and x[..., :, w:] by reflection, as ``vst.imaging.pad_to_multiple`` does, in place.
+def reflect_pad_(x: Any, h: int, w: int, spec: InputSpec = GENERATOR_SPEC) -> None:
+    """Fill x[..., h:, :] and x[..., :, w:] as ``spec.pad`` (the reference) does, in place, no allocation.
 
     Instance norm takes whole-image statistics, so the pad content changes every output pixel a
-    little: the processor must pad exactly as the engines' frame API does. At most 3 rows/cols.
+    little: the processor must pad exactly as the reference. Mirrors without repeating the edge
+    (row h + k is row h - 2 - k), or repeats the edge where ``spec.border`` says a side is too small.
     """
     hp, wp = x.shape[-2:]
+    replicate = spec.border(h, w) == "replicate"
     for k in range(hp - h):
-        x[:, :, h + k, :w].copy_(x[:, :, h - 2 - k, :w])
-    for k in range(wp - w):
-        x[:, :, :, w + k].copy_(x[:, :, :, w - 2 - k])
+        x[:, :, h + k, :w].copy_(x[:, :, h - 1 if replicate else h - 2 - k, :w])
+    for k in range(wp - w):  # after the rows: the corner comes from the padded rows, as F.pad's does
+        x[:, :, :, w + k].copy_(x[:, :, :, w - 1 if replicate else w - 2 - k])
 
 
-def frame_to_input_(frame: Any, x: Any) -> None:
-    """uint8 (H, W, 3) tensor -> x (1, 3, Hp, Wp) in [-1, 1], reflect-padded; in place, no allocation.
-
-    Device-agnostic torch ops (the CPU unit test checks them against ``vst.imaging``).
-    """
+def frame_to_input_(frame: Any, x: Any, spec: InputSpec = GENERATOR_SPEC) -> None:
+    """uint8 (H, W, 3) tensor -> x (1, 3, Hp, Wp), ``spec.to_input`` in place (no allocation); x is
+    ``spec.padded_hw(H, W)`` in size. Device-agnostic torch ops (the CPU unit tests check them
+    against the reference). Our generators' spec only: [-1, 1], RGB."""
+    if spec.value_range != -1.0 or spec.channel_order != "rgb":
+        raise VstError("the CUDA processor runs our generators' input spec only ([-1, 1], RGB)")
     h, w = frame.shape[:2]
     x[0, :, :h, :w].copy_(frame.permute(2, 0, 1))  # the uint8 -> float cast happens inside the copy kernel
-    x[:, :, :h, :w].div_(127.5).sub_(1.0)  # the same ops as to_tensor: bit-identical in fp32
-    reflect_pad_(x, h, w)
+    x[:, :, :h, :w].div_(127.5).sub_(1.0)  # the same ops as the reference: bit-identical in fp32
+    reflect_pad_(x, h, w, spec)
 
 
 def output_to_frame_(y: Any, scratch: Any, out: Any) -> None:
     """(1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) ``out``, through a float32 ``scratch`` (1, 3, H, W).
 
     A scratch, not in place: y may be the blend history or an engine's output buffer. Rounds half to
-    even (``round_``), exactly as ``vst.imaging.to_frame``.
+    even (``round_``), exactly as the reference ``GENERATOR_SPEC.to_frame``.
     """
     scratch.copy_(y)
     scratch.add_(1.0).mul_(127.5).round_().clamp_(0.0, 255.0)
@@ -177,7 +180,7 @@ class CudaProcessor:
         dev, dt = self.device, self.engine.io_dtype
         tdev = dev.torch_device
         self.h, self.w = h, w
-        self.hp, self.wp = h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE
+        self.hp, self.wp = GENERATOR_SPEC.padded_hw(h, w)
         self.slots = []
         for _ in range(self.config.depth):
             pin_in, pin_out = dev.pinned((h, w, 3), torch.uint8), dev.pinned((h, w, 3), torch.uint8)

@@ -1,7 +1,8 @@
 """What the ONNX-running engines share: which ONNX file a style runs as, and frame <-> tensor.
 
 onnxruntime and OpenVINO run the same file with the same conventions, so a frame goes in and
-comes out identically on both; only ``infer`` differs.
+comes out identically on both; only ``infer`` differs. The conversions implement the style's
+``vst.imaging.InputSpec`` (the reference) in OpenCV, and are tested against it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,28 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vst.imaging import GENERATOR_SPEC, InputSpec
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.onnx")
 
-MIN_SIDE = 64
-"""Smallest padded side: fast-neural-style models reflect-pad 40 px inside, which needs room."""
+THIRD_PARTY_MIN_SIDE = 44
+"""Smallest padded side of an imported model whose sidecar does not say (``onnx_min_side``):
+fast-neural-style graphs (candy) reflect-pad 40 px inside, so a side must exceed 40, and 44 is the
+smallest multiple of 4 that does. Padding further would change the picture (see ``InputSpec``)."""
+
+CHECK_HW = (64, 64)
+"""A size every model accepts, used to compile or probe a model once at start-up."""
+
+
+def onnx_input_spec(style: Style, meta: dict[str, Any]) -> InputSpec:
+    """The ``InputSpec`` of the ONNX file ``style`` runs as: our generators' own for our exports, else
+    what the imported model's sidecar recorded (value range, channel order, minimum side)."""
+    if style.kind != "onnx":
+        return GENERATOR_SPEC
+    return InputSpec(value_range=float(meta.get("onnx_value_range", 255.0)),
+                     channel_order="bgr" if meta.get("onnx_channel_order") == "bgr" else "rgb",
+                     min_side=int(meta.get("onnx_min_side", THIRD_PARTY_MIN_SIDE)))  # fmt: skip
 
 
 def style_onnx(style: Style) -> tuple[Path, dict[str, Any]]:
@@ -36,7 +53,7 @@ def style_onnx(style: Style) -> tuple[Path, dict[str, Any]]:
 class OnnxFrameEngine:
     """Frame API over an ``infer`` on (1, 3, H, W) float32 tensors in the model's own range.
 
-    Subclasses call ``_setup_io(meta)`` and implement ``infer``.
+    Subclasses call ``_setup_io(style, meta)`` and implement ``infer``.
     """
 
     input: str | None
@@ -45,21 +62,28 @@ class OnnxFrameEngine:
     """Constant non-image inputs (e.g. a one-hot style vector)."""
     fixed_hw: tuple[int, int] | None
     """(H, W) the model only accepts; frames are resized to it and back."""
-    bgr: bool
-    """The model wants BGR channel order."""
-    value_range: float
-    """-1 marks our own [-1, 1] models; 1 or 255 are third-party 0..1 / 0..255 models."""
+    spec: InputSpec
+    """Value range, channel order and padding (the reference lives in ``vst.imaging``)."""
 
-    def _setup_io(self, meta: dict[str, Any]) -> None:
+    def _setup_io(self, style: Style, meta: dict[str, Any]) -> None:
         from vst.onnx_styles import extra_inputs
 
         self.meta = meta
+        self.spec = onnx_input_spec(style, meta)
         self.feeds = extra_inputs(meta)
         self.input = meta.get("onnx_input")
         fixed = meta.get("onnx_fixed_hw")
         self.fixed_hw = (int(fixed[0]), int(fixed[1])) if fixed else None
-        self.bgr = meta.get("onnx_channel_order") == "bgr"
-        self.value_range = float(meta.get("onnx_value_range", 255.0))
+
+    @property
+    def value_range(self) -> float:
+        """-1 marks our own [-1, 1] models; 1 or 255 are third-party 0..1 / 0..255 models (``spec``'s)."""
+        return self.spec.value_range
+
+    @property
+    def bgr(self) -> bool:
+        """The model wants BGR channel order (``spec``'s)."""
+        return self.spec.channel_order == "bgr"
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """(1, 3, H, W) float32 in the model's range -> its (1, 3, H, W) float32 output."""
@@ -68,33 +92,30 @@ class OnnxFrameEngine:
     def input_hw(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) tensor ``infer`` gets for a frame of ``height`` x ``width``."""
         h, w = self.fixed_hw or (height, width)
-        return max(MIN_SIDE, h + (-h) % 4), max(MIN_SIDE, w + (-w) % 4)
+        return self.spec.padded_hw(h, w)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB, stylized.
 
-        OpenCV does the conversions, one C++ pass each way, rounding half to even as torch's
-        ``to_frame`` does: at 640x360 the numpy version took 4-7 ms, a tenth of bf16 inference.
+        ``self.spec`` in OpenCV, one C++ pass each way, rounding half to even as the reference
+        (``InputSpec.to_frame``) does: at 640x360 the numpy version took 4-7 ms, a tenth of bf16 inference.
         """
         h, w = frame.shape[:2]
         img = frame if not self.fixed_hw else cv2.resize(frame, (self.fixed_hw[1], self.fixed_hw[0]), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
-        ph, pw = self.input_hw(ih, iw)
+        spec = self.spec
+        ph, pw = spec.padded_hw(ih, iw)
         if (ph, pw) != (ih, iw):
-            # Reflect without repeating the edge (as torch's pad_to_multiple) where the image is big
-            # enough; tiny images pad up to MIN_SIDE by replicating the edge.
-            border = cv2.BORDER_REFLECT_101 if ph - ih < ih and pw - iw < iw else cv2.BORDER_REPLICATE
+            border = cv2.BORDER_REFLECT_101 if spec.border(ih, iw) == "reflect" else cv2.BORDER_REPLICATE
             img = cv2.copyMakeBorder(img, 0, ph - ih, 0, pw - iw, border)
-        if self.value_range < 0:
-            mean, scale, out_scale, out_offset = 127.5, 1 / 127.5, 127.5, 127.5
-        else:
-            mean, scale, out_scale, out_offset = 0.0, self.value_range / 255.0, 255.0 / self.value_range, 0.0
+        (a, b), (c, d) = spec.input_scale, spec.output_scale
+        bgr = spec.channel_order == "bgr"
         # (1, 3, H, W) float32 = (img - mean) * scale, channels swapped for BGR models.
-        x = cv2.dnn.blobFromImage(img, scalefactor=scale, mean=(mean, mean, mean), swapRB=self.bgr)
+        x = cv2.dnn.blobFromImage(img, scalefactor=a, mean=(-b / a,) * 3, swapRB=bgr)
         y = self.infer(x)[0]
-        planes = [y[c, :ih, :iw] for c in ((2, 1, 0) if self.bgr else (0, 1, 2))]
+        planes = [y[k, :ih, :iw] for k in ((2, 1, 0) if bgr else (0, 1, 2))]
         hwc = cv2.merge(planes)
-        out = cv2.addWeighted(hwc, out_scale, hwc, 0.0, out_offset, dtype=cv2.CV_8U)  # saturating cast
+        out = cv2.addWeighted(hwc, c, hwc, 0.0, d, dtype=cv2.CV_8U)  # y * c + d, rounded half to even, saturated
         if self.fixed_hw:
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
         return out

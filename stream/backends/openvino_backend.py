@@ -24,7 +24,7 @@ import numpy as np
 from vst.errors import BackendUnavailable, StyleError, VstError
 from vst.hardware import cpu_has_bf16
 from vst.stream.engine import EngineOptions, engine_options
-from vst.stream.backends.onnx_io import MIN_SIDE, OnnxFrameEngine, style_onnx
+from vst.stream.backends.onnx_io import CHECK_HW, OnnxFrameEngine, style_onnx
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.openvino")
@@ -66,7 +66,7 @@ class OpenVinoEngine(OnnxFrameEngine):
         self.threads = opts.threads or (os.cpu_count() or 1)
         self.max_shapes = max_shapes
         path, meta = style_onnx(style)
-        self._setup_io(meta)
+        self._setup_io(style, meta)
         self._ov = ov
         self._core = ov.Core()
         try:
@@ -88,7 +88,7 @@ class OpenVinoEngine(OnnxFrameEngine):
         self.compile_s: dict[tuple[int, int], float] = {}
         """Seconds each cached shape took to compile (H, W) -> s, for logs and benchmarks."""
         # Compile one shape now, so a model OpenVINO cannot compile fails here, not mid-stream.
-        self._request(self.fixed_hw or (MIN_SIDE, MIN_SIDE))
+        self._request(self.input_hw(*CHECK_HW))
 
     @property
     def shapes(self) -> list[tuple[int, int]]:

@@ -34,7 +34,7 @@ class OrtEngine(OnnxFrameEngine):
             raise VstError(f"onnxruntime runs the model in its own precision (fp32), not {precision!r}")
         self.precision = "fp32"
         path, meta = style_onnx(style)
-        self._setup_io(meta)
+        self._setup_io(style, meta)
         from vst.onnx_styles import load_session
 
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]

@@ -10,7 +10,7 @@ import torch
 
 from vst.errors import BackendUnavailable, VstError
 from vst.hardware import cpu_has_bf16
-from vst.imaging import pad_to_multiple, to_frame, to_tensor
+from vst.imaging import GENERATOR_SPEC
 from vst.stream.engine import EngineOptions, engine_options
 from vst.styles import Style, load_generator
 
@@ -42,10 +42,10 @@ class TorchCpuEngine:
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        x, (h, w) = pad_to_multiple(to_tensor(frame))
+        x = GENERATOR_SPEC.to_input(frame)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             y = self.net(x)
-        return to_frame(y[..., :h, :w])
+        return GENERATOR_SPEC.to_frame(y, *frame.shape[:2])
 
 
 class TorchCudaEngine:
@@ -144,6 +144,5 @@ class TorchCudaEngine:
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        x, (h, w) = pad_to_multiple(to_tensor(frame, self.torch_device, self.dtype))
-        y = self.infer(x)
-        return to_frame(y[..., :h, :w])
+        y = self.infer(GENERATOR_SPEC.to_input(frame, self.torch_device, self.dtype))
+        return GENERATOR_SPEC.to_frame(y, *frame.shape[:2])

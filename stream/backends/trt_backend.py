@@ -159,11 +159,11 @@ class TensorRTEngine:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         import torch
 
-        from vst.imaging import pad_to_multiple, to_frame, to_tensor
+        from vst.imaging import GENERATOR_SPEC
 
         with torch.inference_mode():
-            x, (h, w) = pad_to_multiple(to_tensor(frame, self.torch_device, self.dtype))
-            return to_frame(self.infer(x)[..., :h, :w])
+            y = self.infer(GENERATOR_SPEC.to_input(frame, self.torch_device, self.dtype))
+            return GENERATOR_SPEC.to_frame(y, *frame.shape[:2])
 
 
 def _trt_logger() -> Any:

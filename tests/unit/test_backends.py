@@ -39,8 +39,8 @@ def style(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
 def frame() -> np.ndarray:
     """A frame from the synthetic source; 66 rows (2 mod 4) exercise the reflect padding.
 
-    At least 64 px a side: OrtEngine pads smaller frames up to 64 for fast-neural-style models, and
-    instance norm's whole-image statistics then differ from torch's 4-multiple padding.
+    Every backend pads as ``vst.imaging.GENERATOR_SPEC`` says (odd and small sizes:
+    test_preprocessing_parity.py).
     """
     from vst.stream.sources import TestSource
 
