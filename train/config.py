@@ -102,6 +102,15 @@ class LossConfig:
     """γ: short-term temporal loss weight (0 = plain CycleGAN)."""
     long_term: float = 10.0
     """Long-term (frames ``long_gap`` apart) temporal loss weight."""
+    shift: float = 0.0
+    """Shift-equivariance L1 weight: G(crop of x shifted by 1-3 px) against the same crop of G(x).
+    The stride-2 encoder makes G depend on the pixel grid's phase, which paints a grid-locked
+    period-2 hatching and changes the texture whenever the camera pans (0 = off)."""
+    flow_cycle: float = 0.0
+    """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
+    reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the
+    differentiable Lucas–Kanade of ``vst.train.lk_flow``, on non-occluded pixels (0 = off; needs
+    the temporal pairs, i.e. ``temporal`` > 0)."""
     edge: float = 1.0
     """Distillation: weight of the Sobel-gradient L1 term (the L1 term has weight 1)."""
 

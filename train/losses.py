@@ -48,6 +48,19 @@ def temporal_loss(out_cur: Tensor, out_earlier: Tensor, flow: Tensor, mask: Tens
     return err.sum() / (m.sum() * out_cur.shape[1]).clamp_min(1.0)
 
 
+def shift_loss(g: torch.nn.Module, x: Tensor, gx: Tensor, dy: int, dx: int, margin: int = 8) -> Tensor:
+    """L1 between G on ``x`` cropped at offset (dy, dx) and the same crop of ``gx`` = G(x).
+
+    The crop is 4 px smaller than ``x`` on each axis, so a size that is a multiple of 4 stays one;
+    ``margin`` px at the crop's borders are left out, where the padding differs by construction.
+    """
+    h, w = x.shape[-2] - 4, x.shape[-1] - 4
+    out = g(x[..., dy : dy + h, dx : dx + w]).float()
+    ref = gx[..., dy : dy + h, dx : dx + w].float()
+    m = margin
+    return (out[..., m : h - m, m : w - m] - ref[..., m : h - m, m : w - m]).abs().mean()
+
+
 def image_gradients(x: Tensor) -> Tensor:
     """Sobel x/y responses per channel: (N, C, H, W) -> (N, 2C, H, W), replicate-padded."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 8.0

@@ -38,7 +38,8 @@ from vst.styles import Style, save_style
 
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
-from .losses import ImagePool, gan_loss, temporal_loss
+from .lk_flow import flow_cycle_loss
+from .losses import ImagePool, gan_loss, shift_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -481,7 +482,9 @@ class CycleGANTrainer(TrainerBase):
             xs = [real_a] + ([batch_a.prev] if use_t else []) + ([batch_a.far] if use_long else [])
             outs = self.g_ab(torch.cat(xs)).split(n)
             fake_b = outs[0]
-            rec_a = self.g_ba(fake_b)
+            use_fc = use_t and lc.flow_cycle > 0
+            recs = self.g_ba(torch.cat((fake_b, outs[1])) if use_fc else fake_b).split(n)
+            rec_a = recs[0]
             fake_a = self.g_ba(real_b)
             rec_b = self.g_ab(fake_a)
             losses: dict[str, Tensor] = {
@@ -493,14 +496,20 @@ class CycleGANTrainer(TrainerBase):
             if lc.identity > 0:
                 losses["idt_b"] = (self.g_ab(real_b).float() - real_b).abs().mean()
                 losses["idt_a"] = (self.g_ba(real_a).float() - real_a).abs().mean()
+            if lc.shift > 0:
+                dy, dx = (int(v) for v in torch.randint(1, 4, (2,), generator=self.gen))
+                losses["shift"] = shift_loss(self.g_ab, real_a, fake_b, dy, dx)
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
+        if use_fc:
+            losses["flow_cycle"] = flow_cycle_loss(rec_a, recs[1], real_a, batch_a.prev, batch_a.mask)
         if use_long:
             losses["long_term"] = temporal_loss(fake_b, outs[-1], batch_a.far_flow, batch_a.far_mask)  # type: ignore[arg-type]
         weights = {
             "g_gan_b": lc.gan, "g_gan_a": lc.gan, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,
-            "temporal": lc.temporal, "long_term": lc.long_term,
+            "temporal": lc.temporal, "long_term": lc.long_term, "shift": lc.shift,
+            "flow_cycle": lc.flow_cycle,
         }  # fmt: skip
         loss_g = sum(weights[k] * v for k, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)

@@ -5,27 +5,22 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import torch
-
-from vst.styles import load_generator, resolve_style
+from tiny_train import flow_cache_in_tmp  # noqa: F401  (an autouse fixture)
+from tiny_train import tiny_config as _tiny
 from vst.train.config import ConfigError, TrainConfig, load_config, parse_override
 from vst.train.data import DomainA, ImageFolder, smooth_flow, synthetic_pair
 from vst.train.losses import ImagePool, edge_loss, temporal_loss
+
+from vst.styles import load_generator, resolve_style
 from vst.warp import backward_warp
 
 if TYPE_CHECKING:
     from vst.train.trainer import CycleGANTrainer
-
-
-@pytest.fixture(autouse=True)
-def _flow_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flows are cached in a per-session temp folder, never the user's ~/.cache."""
-    monkeypatch.setenv("VST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _smooth_pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,43 +136,6 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ training runs
-
-
-def _tiny(tmp_path: Path, data: type, **over: object) -> TrainConfig:
-    paintings = tmp_path / "paintings"
-    paintings.mkdir(exist_ok=True)
-    for p in sorted(data("paintings", "vangogh", "trainA").glob("*.jpg"))[:6]:
-        shutil.copy(p, paintings / p.name)
-    text = f"""
-[data]
-a_sources = ["{data("frames", "corridor_neuflow")}"]
-a_stills = ["{paintings}"]
-a_still_p = 0.5
-frame_size = [32, 24]
-b_dir = "{paintings}"
-b_load = 36
-b_crop = 32
-long_gap = 3
-[model]
-arch = "compact"
-width = 4
-n_blocks = 1
-affine = true
-d_ndf = 8
-[optim]
-steps = 4
-batch = 2
-pool = 3
-[run]
-threads = 1
-log_every = 1
-sample_every = 2
-checkpoint_every = 0
-style_name = "tiny"
-"""
-    path = tmp_path / "tiny.toml"
-    path.write_text(text)
-    return load_config(path, [f"{k}={v}" for k, v in over.items()])
 
 
 def test_cli_smoke_run_finite_losses_and_checkpoint_loads_as_style(tmp_path: Path, data: type) -> None:
@@ -303,9 +261,9 @@ def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path) -> None
     """The bundled styles' layout (bilinear resize-conv) goes through the ONNX export the CPU and
     TensorRT backends consume (a Resize op) and matches torch."""
     import numpy as np
+    from vst.stream.engine import make_engine
 
     from vst.models import GeneratorSpec, build_generator, init_weights
-    from vst.stream.engine import make_engine
     from vst.styles import save_style
 
     spec = GeneratorSpec("compact", {"width": 8, "n_blocks": 1, "affine": True, "upsample": "bilinear", "pad": "reflect"})
