@@ -1,7 +1,7 @@
 """``vst-stream``: serve a stylized live stream over WebRTC to browsers and WHEP players.
 
     vst-stream --source webcam --style monet
-    vst-stream --source sample --size 320x180 --fps 30
+    vst-stream --source sample --size 320x180 --fps 30   # fixed size (default: auto, adapts to hold the fps)
     vst-stream --source rtsp://127.0.0.1:8554/cam --token secret --max-viewers 4
     vst-stream --source browser          # the viewer's own camera in, stylized back out
     vst-stream --source whip --token T   # OBS/GStreamer/a browser publishes the camera to POST /whip
@@ -45,7 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="webcam",
                    help="webcam[:N] | rtsp://... | FILE | browser | whip | testsrc | sample (default: webcam)")  # fmt: skip
     p.add_argument("--style", default=None, help="style name or file (default: the default style; see vst-styles list)")
-    p.add_argument("--size", type=parse_size, default=(640, 360), help="fit frames into WxH (default 640x360)")
+    p.add_argument("--size", type=_size_or_auto, default="auto",
+                   help="auto (default): output fitted into --max-size, processing size adapts to hold the source "
+                        "frame rate; or WxH: fit frames into WxH and stylize them at that size")  # fmt: skip
+    p.add_argument("--max-size", type=parse_size, default=None, metavar="WxH",
+                   help="--size auto: the output size viewers get, and the largest processing size (default 640x360)")
+    p.add_argument("--min-size", type=parse_size, default=None, metavar="WxH",
+                   help="--size auto: the smallest processing size (default 160x90)")
+    p.add_argument("--upscale", choices=("guided", "bicubic"), default="guided",
+                   help="--size auto: how a smaller stylization returns to the output size (default guided: "
+                        "a guided filter on the full-size input)")  # fmt: skip
     p.add_argument("--fps", type=float_range(0.0, 240.0, lo_open=True), default=None,
                    help="pace files/testsrc at this rate, up to 240 (default: the file's own); camera rate hint")  # fmt: skip
     from vst.stream.engine import BACKENDS  # numpy only: --help stays fast
@@ -87,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     return p
+
+
+def _size_or_auto(text: str) -> str | tuple[int, int]:
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        return parse_size(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (or auto)") from None
+
+
+def resolve_sizes(args: argparse.Namespace) -> tuple[tuple[int, int], bool, tuple[int, int]]:
+    """(output box, adaptive, smallest processing box) from --size/--max-size/--min-size."""
+    if args.size != "auto":
+        if args.max_size or args.min_size:
+            raise VstError("--max-size/--min-size go with --size auto; a fixed --size WxH is both the output and processing size")
+        return args.size, False, args.size
+    out, low = args.max_size or (640, 360), args.min_size or (160, 90)
+    if low[0] > out[0] or low[1] > out[1]:
+        raise VstError(f"--min-size {low[0]}x{low[1]} is larger than --max-size {out[0]}x{out[1]}")
+    return out, True, low
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,6 +176,7 @@ def pin_device(device: str | None) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     token = resolve_token(args.token, args.host, args.no_auth)
+    size, adaptive, min_size = resolve_sizes(args)
     pin_device(args.device)
     from vst.stream.sources import conceal
     from vst.stream.webrtc import parse_ice_server
@@ -173,11 +204,11 @@ def _run(args: argparse.Namespace) -> int:
                           per_viewer_encoder=args.per_viewer_encoder)  # fmt: skip
     pipeline = Pipeline(
         # a WHIP publisher feeds the same browser-camera input as the page's camera mode
-        PipelineConfig(source="browser" if source == "whip" else source, size=args.size, fps=args.fps, style=args.style,
+        PipelineConfig(source="browser" if source == "whip" else source, size=size, fps=args.fps, style=args.style,
                        backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
-                       stamp=args.stamp_latency)  # fmt: skip
+                       stamp=args.stamp_latency, adaptive=adaptive, min_size=min_size, upscale=args.upscale)  # fmt: skip
     )
-    check_engine(pipeline, args.size)
+    check_engine(pipeline, size)
     if args.bitrate:
         raise_encoder_caps(args.bitrate * 1000)
     if args.publish and _is_loopback(args.host) and not _is_loopback(urlsplit(args.publish).hostname or ""):
@@ -186,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         restrict_ice_to_host(args.host)
     pipeline.start()  # opens the source (the engine is built): errors surface here, as one line
-    log_setup(pipeline, args.size)
+    log_setup(pipeline, size, adaptive, min_size)
     try:
         server = StreamServer(pipeline, config)
         if args.publish:
@@ -224,7 +255,7 @@ def check_engine(pipeline: object, size: tuple[int, int]) -> None:
     stylize_checked(engine, lambda _x, y: y, probe, style.name, 0)
 
 
-def log_setup(pipeline: object, size: tuple[int, int]) -> None:
+def log_setup(pipeline: object, size: tuple[int, int], adaptive: bool = False, min_size: tuple[int, int] | None = None) -> None:
     """One line at start: what runs the style (backend, precision, device threads) and at what size."""
     engine = pipeline.build_engine(pipeline.style)  # type: ignore[attr-defined]  # cached: the running one
     threads = getattr(engine, "threads", None)  # onnxruntime, openvino
@@ -232,9 +263,11 @@ def log_setup(pipeline: object, size: tuple[int, int]) -> None:
         import torch  # already loaded by the engine
 
         threads = torch.get_num_threads()
-    log.info("inference: backend %s, precision %s, device %s, %s; processing size up to %dx%d (aspect kept)",
+    sizing = (f"output {size[0]}x{size[1]}, processing size adaptive down to {min_size[0]}x{min_size[1]} (--size auto)"
+              if adaptive and min_size else f"processing size {size[0]}x{size[1]}")  # fmt: skip
+    log.info("inference: backend %s, precision %s, device %s, %s; %s (aspect kept)",
              engine.backend, engine.precision, getattr(engine, "device", "cpu"),
-             f"{threads} threads" if threads else "threads n/a", *size)  # fmt: skip
+             f"{threads} threads" if threads else "threads n/a", sizing)  # fmt: skip
 
 
 async def _serve(server: StreamServer, args: argparse.Namespace, token: str | None) -> None:

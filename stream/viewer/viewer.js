@@ -211,6 +211,7 @@ async function pollStats() {
         `${Math.round(st.kbps)} kbit/s  jitter ${st.jitterMs.toFixed(1)} ms\n` +
         `buffer ${st.bufferMs.toFixed(0)} ms` + (st.glassMs !== null ? `  glass-to-glass ${st.glassMs.toFixed(0)} ms` : "") +
         (sv ? `\nserver: source ${sv.source_fps} fps, style ${sv.inference_ms} ms, ${sv.viewers} viewer(s)` +
+              (sv.processing_size ? `\nprocessing ${sv.processing_size.join("x")} (${sv.size_mode})` : "") +
               (sv.state !== "running" ? `\n${sv.state}` : "") : "");
     }
   }

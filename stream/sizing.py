@@ -1,0 +1,192 @@
+"""Adaptive processing size (``--size auto``): hold the source frame rate by stylizing fewer pixels.
+
+Viewers keep one output resolution (the source frame, fitted into ``--max-size``); the pipeline
+stylizes a smaller copy when it cannot keep up and scales the result back up (``upscale``). Users
+would rather see smooth motion than maximum detail, so the controller steps down quickly (one
+window of overload, several steps at once if needed) and up slowly (one step, only after a
+sustained headroom, with a hold that doubles when a step up had to be undone).
+
+The controller is pure logic on (time, busy ms, frame period) samples, so tests feed it synthetic
+timings; the pipeline owns one and applies its decisions between frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("vst.sizing")
+
+SCALES = (1.0, 0.8, 0.64, 0.5, 0.4, 0.32)
+"""Linear scale steps of the output size: each step costs ~0.64x the pixels of the one above. Six
+steps, so every size stays compiled in the OpenVINO backend's shape cache (it keeps six)."""
+
+
+def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """``size`` (W, H) scaled down to fit ``box`` (aspect kept), never up."""
+    w, h = size
+    s = min(1.0, box[0] / w, box[1] / h)
+    return max(2, round(w * s)), max(2, round(h * s))
+
+
+def ladder(frame: tuple[int, int], min_size: tuple[int, int], scales: tuple[float, ...] = SCALES) -> list[tuple[int, int]]:
+    """Processing sizes (W, H) for output frames of ``frame`` (W, H), largest first.
+
+    Sides are multiples of 4 (the generators downsample twice), the aspect is kept, and no step is
+    smaller than ``min_size`` fits (the last step is clamped to it, so the floor is always there).
+    """
+    w, h = frame
+    floor = fit(frame, min_size)
+    out: list[tuple[int, int]] = []
+    for s in scales:
+        size = (max(4, round(w * s / 4) * 4), max(4, round(h * s / 4) * 4))
+        if size[0] < floor[0] or size[1] < floor[1]:
+            size = (max(4, round(floor[0] / 4) * 4), max(4, round(floor[1] / 4) * 4))
+        if size not in out:
+            out.append(size)
+        if size[0] <= floor[0] or size[1] <= floor[1]:
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class SizeControl:
+    """When the controller moves. Loads are busy time per frame / source frame period."""
+
+    down_load: float = 0.92
+    """Step down when the window's mean load is above this: the source rate is not held."""
+    target_load: float = 0.75
+    """A step down goes to the largest size predicted to run at or below this load."""
+    up_load: float = 0.6
+    """Step up one size only if the load predicted there is below this (the hysteresis gap)."""
+    window_s: float = 1.0
+    """Loads are averaged over this long, or over ``min_samples`` frames when that takes longer."""
+    min_samples: int = 5
+    settle_s: float = 1.5
+    """At start and after a change, samples are ignored this long (a new shape's first frames compile,
+    caches warm)."""
+    up_hold_s: float = 3.0
+    """Headroom must last this long before stepping up."""
+    max_up_hold_s: float = 30.0
+    """The up hold doubles after each step up that had to be undone within ``regret_s``, up to this."""
+    regret_s: float = 6.0
+
+
+class SizeController:
+    """Chooses the index into a ladder of processing sizes from measured per-frame busy times.
+
+    ``update`` is called once per processed frame with the wall time (s), the frame's busy time (ms)
+    and the source frame period (s); it returns the new index when the size should change, else None.
+    The pixel cost model (load scales with the pixel count) only predicts; measurements decide.
+    """
+
+    def __init__(self, sizes: list[tuple[int, int]], control: SizeControl | None = None, start: int = 0) -> None:
+        if not sizes:
+            raise ValueError("the size ladder is empty")
+        self.sizes = sizes
+        self.control = control or SizeControl()
+        self.index = min(max(start, 0), len(sizes) - 1)
+        self._samples: deque[tuple[float, float]] = deque()
+        self._changed: float | None = None
+        self._headroom_since: float | None = None
+        self._last_up = -1e9
+        self._up_hold = self.control.up_hold_s
+        self.changes = 0
+        self.load = 0.0
+        """The last window's mean load (busy / period)."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.sizes[self.index]
+
+    def _pixels(self, i: int) -> int:
+        w, h = self.sizes[i]
+        return w * h
+
+    def predicted_load(self, i: int) -> float:
+        return self.load * self._pixels(i) / self._pixels(self.index)
+
+    def update(self, now: float, busy_ms: float, period_s: float) -> int | None:
+        c = self.control
+        if self._changed is None:  # the first frames warm caches (and compile shapes): settle first
+            self._changed = now
+        if now - self._changed < c.settle_s or period_s <= 0:
+            return None
+        self._samples.append((now, busy_ms / (period_s * 1e3)))
+        # the window: the last window_s, but never fewer than min_samples frames (a slow engine)
+        while len(self._samples) > c.min_samples and now - self._samples[0][0] > c.window_s:
+            self._samples.popleft()
+        if len(self._samples) < c.min_samples or now - self._samples[0][0] < c.window_s * 0.8:
+            return None
+        self.load = sum(x for _t, x in self._samples) / len(self._samples)
+        if self.load > c.down_load and self.index < len(self.sizes) - 1:
+            target = self.index + 1
+            while target < len(self.sizes) - 1 and self.predicted_load(target) > c.target_load:
+                target += 1
+            if now - self._last_up < c.regret_s:  # the last step up did not hold: wait longer next time
+                self._up_hold = min(self._up_hold * 2, c.max_up_hold_s)
+            return self._move(now, target)
+        if self.index > 0 and self.predicted_load(self.index - 1) < c.up_load:
+            if self._headroom_since is None:
+                self._headroom_since = now
+            elif now - self._headroom_since >= self._up_hold:
+                self._last_up = now
+                return self._move(now, self.index - 1)
+        else:
+            self._headroom_since = None
+        return None
+
+    def _move(self, now: float, index: int) -> int:
+        old, self.index = self.index, index
+        self._changed, self._headroom_since = now, None
+        self._samples.clear()
+        self.changes += 1
+        log.info("processing size %dx%d -> %dx%d (load %.2f of the frame period)", *self.sizes[old], *self.sizes[index], self.load)
+        return index
+
+
+# ---------------------------------------------------------------------- upscaling
+
+
+def upscale(stylized: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, W, 3) uint8 at ``size`` (W, H), bicubic.
+
+    A guided-filter upsampler (driven by the full-resolution input) was measured against this on real
+    frames and did not beat it (docs/benchmarks.md, "Adaptive processing size"), so bicubic it is.
+    """
+    if stylized.shape[1::-1] == tuple(size):
+        return stylized
+    return cv2.resize(stylized, size, interpolation=cv2.INTER_CUBIC)
+
+
+def guided_upscale(stylized: np.ndarray, guide: np.ndarray, radius: int = 4, eps: float = 1e-3) -> np.ndarray:
+    """Fast guided-filter upsampling: the local linear model q = a·I + b between the low-res input's
+    luma I and its stylization q, fitted at low resolution per output channel, then applied to the
+    full-resolution luma, so edges follow the full-res input.
+
+    ``stylized`` (h, w, 3) uint8; ``guide`` (H, W, 3) uint8 RGB, the full-res input. Returns (H, W, 3)
+    uint8. Everything is in 0..255 units (eps scaled to match) and uses OpenCV's ops: numpy's
+    clip/astype at full resolution alone cost more than the whole low-res fit.
+    """
+    H, W = guide.shape[:2]
+    h, w = stylized.shape[:2]
+    luma_full = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    luma = cv2.resize(luma_full, (w, h), interpolation=cv2.INTER_AREA)
+    p = stylized.astype(np.float32)
+    k = (2 * radius + 1, 2 * radius + 1)
+    luma3 = cv2.merge([luma, luma, luma])
+    mean_i = cv2.blur(luma3, k)
+    var_i = cv2.blur(luma3 * luma3, k) - mean_i * mean_i
+    mean_p = cv2.blur(p, k)
+    cov = cv2.blur(p * luma3, k) - mean_i * mean_p
+    a = cov / (var_i + eps * 255 * 255)
+    b = mean_p - a * mean_i
+    a = cv2.resize(cv2.blur(a, k), (W, H), interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(cv2.blur(b, k), (W, H), interpolation=cv2.INTER_LINEAR)
+    out = cv2.add(cv2.multiply(a, cv2.merge([luma_full, luma_full, luma_full])), b)
+    cv2.max(out, 0.0, dst=out)  # convertScaleAbs saturates at 255 but mirrors negatives
+    return cv2.convertScaleAbs(out)
