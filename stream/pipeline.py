@@ -505,7 +505,10 @@ class Pipeline:
         """Feed the controller one frame's busy time (shrink + engine + blend + upscale + publish)."""
         assert self._sizer is not None
         period = 1.0 / (self._rate_in.rate(time.monotonic()) or self.config.fps or 30.0)
-        if self._sizer.update(time.monotonic(), busy_s * 1e3, period) is not None and self._processor is not None:
+        # the processor's own time (engine + blend) runs at the processing size; the rest (resize,
+        # upscale, I420 conversion) is paid at the output size whatever the processing size
+        scalable = self._infer_ms[-1] if self._infer_ms else None
+        if self._sizer.update(time.monotonic(), busy_s * 1e3, period, scalable) is not None and self._processor is not None:
             self._processor.reset()  # the blend's history is at the old size
 
     def _stamped(self, image: np.ndarray, captured: float) -> np.ndarray:

@@ -79,9 +79,11 @@ class SizeControl:
 class SizeController:
     """Chooses the index into a ladder of processing sizes from measured per-frame busy times.
 
-    ``update`` is called once per processed frame with the wall time (s), the frame's busy time (ms)
-    and the source frame period (s); it returns the new index when the size should change, else None.
-    The pixel cost model (load scales with the pixel count) only predicts; measurements decide.
+    ``update`` is called once per processed frame with the wall time (s), the frame's busy time (ms),
+    the source frame period (s) and, optionally, the part of the busy time that runs at the processing
+    size (engine + blend; the rest, such as the upscale to the output size, does not shrink with it).
+    It returns the new index when the size should change, else None. The cost model (the scalable
+    part grows with the pixel count, the rest stays) only predicts; measurements decide.
     """
 
     def __init__(self, sizes: list[tuple[int, int]], control: SizeControl | None = None, start: int = 0) -> None:
@@ -90,7 +92,7 @@ class SizeController:
         self.sizes = sizes
         self.control = control or SizeControl()
         self.index = min(max(start, 0), len(sizes) - 1)
-        self._samples: deque[tuple[float, float]] = deque()
+        self._samples: deque[tuple[float, float, float]] = deque()  # (time, load, scalable load)
         self._changed: float | None = None
         self._headroom_since: float | None = None
         self._last_up = -1e9
@@ -98,6 +100,8 @@ class SizeController:
         self.changes = 0
         self.load = 0.0
         """The last window's mean load (busy / period)."""
+        self.scalable_load = 0.0
+        """The part of ``load`` that scales with the processing size's pixels."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -108,21 +112,23 @@ class SizeController:
         return w * h
 
     def predicted_load(self, i: int) -> float:
-        return self.load * self._pixels(i) / self._pixels(self.index)
+        return self.load - self.scalable_load + self.scalable_load * self._pixels(i) / self._pixels(self.index)
 
-    def update(self, now: float, busy_ms: float, period_s: float) -> int | None:
+    def update(self, now: float, busy_ms: float, period_s: float, scalable_ms: float | None = None) -> int | None:
         c = self.control
         if self._changed is None:  # the first frames warm caches (and compile shapes): settle first
             self._changed = now
         if now - self._changed < c.settle_s or period_s <= 0:
             return None
-        self._samples.append((now, busy_ms / (period_s * 1e3)))
+        scalable = busy_ms if scalable_ms is None else min(scalable_ms, busy_ms)
+        self._samples.append((now, busy_ms / (period_s * 1e3), scalable / (period_s * 1e3)))
         # the window: the last window_s, but never fewer than min_samples frames (a slow engine)
         while len(self._samples) > c.min_samples and now - self._samples[0][0] > c.window_s:
             self._samples.popleft()
         if len(self._samples) < c.min_samples or now - self._samples[0][0] < c.window_s * 0.8:
             return None
-        self.load = sum(x for _t, x in self._samples) / len(self._samples)
+        self.load = sum(x for _t, x, _s in self._samples) / len(self._samples)
+        self.scalable_load = sum(x for _t, _x, x in self._samples) / len(self._samples)
         if self.load > c.down_load and self.index < len(self.sizes) - 1:
             target = self.index + 1
             while target < len(self.sizes) - 1 and self.predicted_load(target) > c.target_load:

@@ -119,3 +119,21 @@ def test_a_slow_engine_still_fills_the_window() -> None:
             moves.append((t, new))
         t += 0.33
     assert moves and moves[0][1] == len(ctrl.sizes) - 1, moves
+
+
+def test_a_fixed_cost_is_not_expected_to_shrink() -> None:
+    """12 ms of upscale per frame stays whatever the processing size: stepping up from the floor is
+    judged on the engine's share only (the whole busy time would forbid any step up here)."""
+    sizes = ladder((640, 360), (160, 90))
+    ctrl = SizeController(sizes, start=len(sizes) - 1)
+    engine_ms = lambda size: 30.0 * size[0] * size[1] / (640 * 360)  # noqa: E731
+    moves, t = [], 0.0
+    while t < 60.0:
+        if (new := ctrl.update(t, engine_ms(ctrl.size) + 12.0, PERIOD, engine_ms(ctrl.size))) is not None:
+            moves.append((round(t, 2), new))
+        t += PERIOD
+    # 12 ms + 30 ms x pixel share: 320x180 runs at (12 + 7.5) / 33.3 = 0.59 load; 408x232 would be
+    # (12 + 12.3) / 33.3 = 0.73 > up_load 0.6. The pixel-only model would have stayed at 204x116
+    # (0.5 load x 1.58 = 0.79 predicted one step up).
+    assert ctrl.size == (320, 180), (moves, ctrl.load)
+    assert [i for _t, i in moves] == [4, 3], moves
