@@ -86,15 +86,19 @@ class _ScaledFlow:
     min_size = (1, 1)
     """(shorter, longer) side the estimator needs at the least; smaller frames get zero flow."""
 
-    def __init__(self, scale: float) -> None:
+    def __init__(self, scale: float, max_pixels: int | None = None) -> None:
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"flow scale must be in (0, 1], got {scale}")
-        self.scale = scale
+        if max_pixels is not None and max_pixels < 64:
+            raise ValueError(f"flow max_pixels must be >= 64, got {max_pixels}")
+        self.scale, self.max_pixels = scale, max_pixels
 
     def _work_size(self, w: int, h: int) -> tuple[int, int] | None:
-        """(w, h) to compute at, None for full size; raised above ``scale`` as far as ``min_size`` needs."""
+        """(w, h) to compute at, None for full size: ``scale`` x the input, lowered further where that
+        holds more than ``max_pixels``, and raised as far as ``min_size`` needs."""
         short, long = self.min_size
-        s = max(self.scale, short / min(w, h), long / max(w, h))
+        s = self.scale if self.max_pixels is None else min(self.scale, (self.max_pixels / (w * h)) ** 0.5)
+        s = max(s, short / min(w, h), long / max(w, h))
         size = round(w * s), round(h * s)
         if s >= 1.0 or min(size) < short or max(size) < long:
             return None
@@ -122,12 +126,12 @@ class DISFlow(_ScaledFlow):
 
     min_size = (8, 12)  # OpenCV's DIS refuses images with a side under 8 or both under 12
 
-    def __init__(self, preset: str = "realtime", scale: float = 0.5) -> None:
-        super().__init__(scale)
+    def __init__(self, preset: str = "realtime", scale: float = 0.5, max_pixels: int | None = None) -> None:
+        super().__init__(scale, max_pixels)
         if preset not in DIS_PRESET_NAMES:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {', '.join(DIS_PRESET_NAMES)}")
         self.preset = preset
-        self.name = f"dis-{preset}@{scale:g}"
+        self.name = f"dis-{preset}@{scale:g}" + (f"<={max_pixels}px" if max_pixels else "")
         if preset == "realtime":
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
             for key, value in _DIS_REALTIME.items():
@@ -168,16 +172,20 @@ class TimedFlow:
         return out
 
 
-def make_flow(name: str = "dis", scale: float | None = None) -> FlowEstimator:
+def make_flow(name: str = "dis", scale: float | None = None, max_pixels: int | None = None) -> FlowEstimator:
     """The flow factory: 'dis' (= 'dis-realtime' at half resolution), 'dis-<preset>', 'farneback'.
+
+    ``max_pixels`` caps the DIS working size (pixels), so that the flow's cost and its pixel scale
+    stop growing with the frame: at 1280x720 half resolution is 640x360, where DIS's fixed 8-px
+    patches see a quarter of the context they see at 320x180.
 
     GPU estimators (e.g. a RAFT/NeuFlow engine) belong here, imported lazily and raising
     ``BackendUnavailable`` when their hardware or package is missing; never a silent fallback.
     """
     if name == "dis":
-        return DISFlow("realtime", 0.5 if scale is None else scale)
+        return DISFlow("realtime", 0.5 if scale is None else scale, max_pixels)
     if name.startswith("dis-") and name[4:] in DIS_PRESET_NAMES:
-        return DISFlow(name[4:], 0.5 if scale is None else scale)
+        return DISFlow(name[4:], 0.5 if scale is None else scale, max_pixels)
     if name == "farneback":
         return FarnebackFlow(1.0 if scale is None else scale)
     raise VstError(f"unknown flow estimator {name!r}; choose one of: {', '.join(FLOW_NAMES)}")

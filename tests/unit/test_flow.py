@@ -49,6 +49,26 @@ def test_reduced_scale_flow_is_rescaled() -> None:
     assert abs(np.median(flow[40:-40, 40:-40, 1])) < 0.5
 
 
+def test_max_pixels_caps_the_working_size_and_keeps_full_resolution_pixels() -> None:
+    """With a pixel cap the flow is computed at (about) that many pixels whatever the frame size, and
+    its vectors still come back in the frame's pixels."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur(np.dstack([(rng.random((90, 160)) * 255).astype(np.uint8)] * 3), (0, 0), 1.5)
+    big = cv2.resize(tex, (640, 360), interpolation=cv2.INTER_CUBIC)
+    shifted = np.roll(big, (4, 8), axis=(0, 1))  # content moves 8 px right, 4 px down
+    capped = make_flow("dis", max_pixels=160 * 90)
+    assert capped._work_size(640, 360) == (160, 90) and capped._work_size(1280, 720) == (160, 90)
+    assert capped._work_size(320, 180) == (160, 90) and make_flow("dis")._work_size(1280, 720) == (640, 360)
+    flow = capped(big, shifted)
+    assert flow.shape == (360, 640, 2)
+    assert np.median(flow[60:-60, 60:-60, 0]) == pytest.approx(8.0, abs=0.6)
+    assert np.median(flow[60:-60, 60:-60, 1]) == pytest.approx(4.0, abs=0.6)
+    with pytest.raises(ValueError, match="max_pixels"):
+        make_flow("dis", max_pixels=10)
+
+
 @pytest.mark.parametrize("scale", [None, 1.0])
 @pytest.mark.parametrize("shape", [(1, 1), (9, 16), (16, 16), (20, 22), (5, 14), (14, 5), (5, 200), (8, 12)])
 def test_tiny_frames_give_a_flow_not_an_error(shape: tuple[int, int], scale: float | None) -> None:
