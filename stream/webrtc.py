@@ -209,10 +209,13 @@ def raise_encoder_caps(bitrate: int) -> None:
 
 
 def prefer_codec_in_offer(sdp: str, codec: str) -> str:
-    """Move ``codec``'s payload types (vp8|h264) to the front of each video m-line of an offer.
+    """Move ``codec``'s payload types (vp8|h264) to the front of each video m-line of an offer, and
+    its ``a=rtpmap`` lines ahead of the section's other rtpmap lines.
 
     aiortc answers with the first codec common to both sides in the offer's order, and the
-    answerer's transceivers only exist once the offer is applied, so the order is set here.
+    answerer's transceivers only exist once the offer is applied, so the order is set here. aiortc
+    reads that order from the rtpmap lines, not from the m-line (moving only the m-line left a
+    VP8-first offer answered with VP8 under ``--codec h264``).
     Raises VstError when the offer has no video codec of that name.
     """
     name = {"vp8": "VP8", "h264": "H264"}[codec]
@@ -228,10 +231,21 @@ def prefer_codec_in_offer(sdp: str, codec: str) -> str:
         head, _, rest = sec.partition("\n")
         fields = head.rstrip("\r").split(" ")
         fmts = [f for f in fields[3:] if f in pts] + [f for f in fields[3:] if f not in pts]
-        sections[i] = " ".join(fields[:3] + fmts) + ("\r" if head.endswith("\r") else "") + "\n" + rest
+        lines = rest.split("\n")
+        rtpmaps = [j for j, line in enumerate(lines) if line.startswith("a=rtpmap:")]
+        preferred = [lines[j] for j in rtpmaps if line_pt(lines[j]) in pts]
+        others = [lines[j] for j in rtpmaps if line_pt(lines[j]) not in pts]
+        for j, line in zip(rtpmaps, preferred + others):  # the same slots, preferred first
+            lines[j] = line
+        sections[i] = " ".join(fields[:3] + fmts) + ("\r" if head.endswith("\r") else "") + "\n" + "\n".join(lines)
     if not found:
         raise VstError(f"the offer has no {name} video codec (server runs --codec {codec})")
     return "".join(sections)
+
+
+def line_pt(line: str) -> str:
+    """'a=rtpmap:96 VP8/90000' -> '96'."""
+    return line.split(":", 1)[1].split(" ", 1)[0]
 
 
 def negotiated_video_codec(sdp: str) -> str | None:

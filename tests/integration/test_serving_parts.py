@@ -23,6 +23,9 @@ OFFER = (
 def test_prefer_codec_moves_payloads_first() -> None:
     out = prefer_codec_in_offer(OFFER, "h264")
     assert "m=video 9 UDP/TLS/RTP/SAVPF 102 96 97 103\r\n" in out
+    # aiortc negotiates in rtpmap order: H264's rtpmap now comes first
+    assert out.index("a=rtpmap:102 H264") < out.index("a=rtpmap:96 VP8") < out.index("a=rtpmap:97 rtx")
+    assert sorted(out.split("\r\n")) == sorted(OFFER.replace("96 97 102 103", "102 96 97 103").split("\r\n"))
     assert prefer_codec_in_offer(OFFER, "vp8").count("m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103") == 1
     with pytest.raises(VstError, match="no H264"):
         prefer_codec_in_offer(OFFER.replace("H264", "VP9"), "h264")

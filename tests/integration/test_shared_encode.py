@@ -175,3 +175,27 @@ def test_per_viewer_encoder_flag(tmp_path: Path) -> None:
     assert stats["encoding"] == "per-viewer" and stats["encoders"] == []
     hashes_a = {h for h, _k in frames_a}
     assert sum(h in hashes_a for h, _k in frames_b) <= 0.2 * len(frames_b)
+
+
+def test_chromium_decodes_the_shared_h264_stream(chromium: Any, tmp_path: Path) -> None:
+    """--codec h264: two Chromium pages decode the one shared H.264 encode (and H.264 is what they get:
+    the offer's VP8-first rtpmap order used to win over --codec)."""
+    from .serving import frames_decoded, open_viewer
+
+    make_test_style(tmp_path, "tiny", width=4)
+    srv = VstServer(["--source", "sample", "--size", "320x180", "--fps", "15", "--style", "tiny", "--codec", "h264"],
+                    env={"VST_STYLES_DIR": str(tmp_path)}, log_name="shared_encode_h264")  # fmt: skip
+    try:
+        pages = [open_viewer(chromium, srv.url) for _ in range(2)]
+        before = [frames_decoded(p) for p in pages]
+        time.sleep(2.0)
+        assert all(frames_decoded(p) > b + 10 for p, b in zip(pages, before))
+        codecs = [p.evaluate("vst.stats.codec") for p in pages]
+        stats = srv.stats()
+        for p in pages:
+            p.close()
+    finally:
+        srv.stop()
+    assert codecs == ["H264", "H264"], codecs
+    (enc,) = stats["encoders"]
+    assert enc["codec"] == "h264" and enc["viewers"] == 2 and enc["errors"] == 0, enc
