@@ -24,6 +24,11 @@ The comparison (one factor changed at a time from the base run: openvino, 1 view
             one encode per viewer, which the shared encoder avoids)
   blend     --blend 0 against --blend 1
 
+``--upscale-quality`` instead compares the two ways ``--size auto`` returns a smaller stylization to
+the output size (bicubic, and the guided filter on the full-size input) against stylizing at the full
+size, on frames of the clip: PSNR and ms per frame, with the engine's ms at each size, so a smaller
+size plus the guided filter can be compared with a larger size plus bicubic at equal time.
+
 The viewers run in this process, on the same cores as the server (as a browser on the same laptop
 would). Timings depend on the load of the machine: compare runs of one invocation; the JSON records
 ``uptime``'s load averages before and after.
@@ -231,7 +236,7 @@ def run_one(run: Run, args: argparse.Namespace) -> Result:
     if run.per_viewer_encoder:
         cmd += ["--per-viewer-encoder"]
     log.info("run %s: vst-stream %s", run.name, " ".join(cmd))
-    srv = VstServer(cmd, log_name=f"bench_serve_{run.backend}_{run.viewers}_{run.blend:g}")
+    srv = VstServer(cmd, log_name=f"bench_serve_{run.backend}_{run.viewers}_{run.blend:g}{'_pve' if run.per_viewer_encoder else ''}")
     try:
         measure = _measure_chromium if args.viewer == "chromium" else _measure_aiortc
         fps, lat, samples, span = measure(srv, run.viewers, args.settle, args.seconds)
@@ -261,6 +266,64 @@ def run_one(run: Run, args: argparse.Namespace) -> Result:
     res.latency_samples = len(lat)
     log.info("run %s: %s", run.name, json.dumps({k: v for k, v in asdict(res).items() if k != "run"}))
     return res
+
+
+# ---------------------------------------------------------------------- upscale quality
+
+
+def upscale_quality(args: argparse.Namespace) -> dict[str, Any]:
+    """PSNR against the full-size stylization, per processing scale and upscaler; ms of each step."""
+    import cv2
+    import numpy as np
+
+    from vst.stream.engine import make_engine
+    from vst.stream.sizing import guided_upscale, ladder, upscale
+    from vst.stream.sources import open_source
+    from vst.styles import resolve_style
+
+    w, h = (int(v) for v in args.max_size.split("x"))
+    src = open_source(str(args.clip), (w, h), loop=False, realtime=False)
+    frames = []
+    try:
+        for i, f in enumerate(src):
+            if i % 10 == 0:
+                frames.append(f.image)
+            if len(frames) >= args.quality_frames:
+                break
+    finally:
+        src.close()
+    engine = make_engine(resolve_style(args.style), "openvino" if args.backend == "auto" else args.backend)
+    full = frames[0].shape[1::-1]
+
+    def med_ms(fn: Any, n: int = 9) -> float:
+        fn()
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t) * 1e3)
+        return round(statistics.median(ts), 2)
+
+    def psnr(a: Any, b: Any) -> float:
+        mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+        return 10 * np.log10(255**2 / max(mse, 1e-9))
+
+    truths = [engine(f) for f in frames]
+    rows = []
+    for size in ladder(full, (160, 90)):
+        smalls = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+        styl = [engine(x) for x in smalls]
+        row: dict[str, Any] = {"size": f"{size[0]}x{size[1]}", "engine_ms": med_ms(lambda: engine(smalls[0]))}
+        if size != full:
+            row["bicubic_psnr"] = round(statistics.mean(psnr(upscale(s, full), t) for s, t in zip(styl, truths)), 2)
+            row["guided_psnr"] = round(statistics.mean(psnr(guided_upscale(s, f), t) for s, f, t in zip(styl, frames, truths)), 2)
+            row["bicubic_ms"] = med_ms(lambda: upscale(styl[0], full))
+            row["guided_ms"] = med_ms(lambda: guided_upscale(styl[0], frames[0]))
+        rows.append(row)
+        log.info("%s", row)
+    return {"clip": str(args.clip), "frames": len(frames), "backend": engine.backend, "precision": engine.precision,
+            "style": args.style, "output": f"{full[0]}x{full[1]}", "load": [round(x, 2) for x in os.getloadavg()],
+            "rows": rows}  # fmt: skip
 
 
 # ---------------------------------------------------------------------- plot (OpenCV: no extra dependency)
@@ -321,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("backend", "viewers", "blend"), default=None, help="only the base run and this comparison")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc",
                    help="aiortc WHEP players (default) or headless Chromium pages via Playwright")  # fmt: skip
+    p.add_argument("--upscale-quality", action="store_true",
+                   help="instead of serving: PSNR and cost of bicubic vs guided upscaling (writes upscale.json)")  # fmt: skip
+    p.add_argument("--quality-frames", type=int, default=12, help="frames for --upscale-quality (default 12)")
+    p.add_argument("--backend", default="auto", help="engine for --upscale-quality (default openvino)")
     p.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench_serve", help="folder for serve.json and serve.png")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -332,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--clip {args.clip}: no such file")
     if args.viewer == "chromium" and not Path(CHROMIUM).exists():
         p.error(f"--viewer chromium needs {CHROMIUM}")
+    if args.upscale_quality:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "upscale.json").write_text(json.dumps(upscale_quality(args), indent=2) + "\n")
+        log.info("wrote %s", args.out / "upscale.json")
+        return 0
     load0 = os.getloadavg()
     results = [run_one(r, args) for r in comparison(args.many, args.only)]
     load1 = os.getloadavg()

@@ -221,6 +221,7 @@ class Pipeline:
         self._sizer: SizeController | None = None
         self._sizer_frame: tuple[int, int] | None = None
         self._full: dict[float, np.ndarray] = {}
+        self._preparing = threading.Event()  # set while the ladder's shapes compile (OpenVINO)
         self.processing_size: tuple[int, int] | None = None
         """(W, H) the engine ran at for the last frame."""
 
@@ -498,12 +499,17 @@ class Pipeline:
                 prepare(sizes)
             except Exception as e:  # a size it cannot compile fails again, visibly, when it is used
                 log.warning("could not prepare processing sizes %s: %s", sizes, e)
+            finally:
+                self._preparing.clear()
 
+        self._preparing.set()
         threading.Thread(target=run, name="vst-prepare", daemon=True).start()
 
     def _adapt(self, busy_s: float) -> None:
         """Feed the controller one frame's busy time (shrink + engine + blend + upscale + publish)."""
         assert self._sizer is not None
+        if self._preparing.is_set():  # compiles share the cores: these timings are not the steady state
+            return
         period = 1.0 / (self._rate_in.rate(time.monotonic()) or self.config.fps or 30.0)
         # the processor's own time (engine + blend) runs at the processing size; the rest (resize,
         # upscale, I420 conversion) is paid at the output size whatever the processing size
