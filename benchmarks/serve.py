@@ -43,7 +43,6 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter

@@ -318,42 +318,47 @@ class SharedEncoder:
                  f"fixed {self._bitrate // 1000} kbps" if self.config.fixed_bitrate else "bitrate follows the slowest viewer")  # fmt: skip
         try:
             while True:
-                if not self.active_tracks():
-                    self._ctx = None  # the next viewer starts a fresh stream (a keyframe anyway)
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                out: Output | None = await self.pipeline.next_output(seq, self.config.repeat_s)
-                if out is not None:
-                    seq = out.seq
-                    yuv = out.stylized_yuv if self.picture == "stylized" else out.original_yuv
-                elif yuv is None:  # nothing published yet: black, so the session starts at once
-                    yuv = _black(320, 180)
-                now = time.monotonic()
-                self._maybe_retune(now)
-                force = self._keyframe_wanted and now - self._last_keyframe >= self.config.min_keyframe_interval_s
-                pts = max(int((now - self._t0) * CLOCK), self._last_pts + 1)
-                self._last_pts = pts
                 try:
-                    enc = await loop.run_in_executor(self._executor, self._encode, yuv, pts, force)
-                except Exception:  # logged and counted; the next frame tries again (with a new codec)
+                    seq, yuv = await self._step(loop, seq, yuv)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let the loop die: every viewer of this encoder would freeze
                     self.errors += 1
                     self._ctx = None
                     if self.errors <= 3 or self.errors % 100 == 0:
-                        log.exception("%s: encode failed (%d errors)", self._prefix, self.errors)
+                        log.exception("%s: failed (%d errors)", self._prefix, self.errors)
                     await asyncio.sleep(0.05)
-                    continue
-                if enc is None:
-                    continue
-                if enc.keyframe:
-                    self._keyframe_wanted = False  # any keyframe serves every pending request
-                    self._last_keyframe = now
-                for track in list(self.tracks):
-                    track.offer(enc)
-        except asyncio.CancelledError:
-            raise
         finally:
             self._ctx = None
+
+    async def _step(self, loop: asyncio.AbstractEventLoop, seq: int, yuv: np.ndarray | None) -> tuple[int, np.ndarray | None]:
+        """Wait for the next output (or the repeat timeout), encode it and offer it to every track."""
+        if not self.active_tracks():
+            self._ctx = None  # the next viewer starts a fresh stream (a keyframe anyway)
+            self._wake.clear()
+            await self._wake.wait()
+            return seq, yuv
+        out: Output | None = await self.pipeline.next_output(seq, self.config.repeat_s)
+        if out is not None:
+            seq = out.seq
+            yuv = out.stylized_yuv if self.picture == "stylized" else out.original_yuv
+        elif yuv is None:  # nothing published yet: black, so the session starts at once
+            yuv = _black(320, 180)
+        now = time.monotonic()
+        self._maybe_retune(now)
+        force = self._keyframe_wanted and now - self._last_keyframe >= self.config.min_keyframe_interval_s
+        pts = max(int((now - self._t0) * CLOCK), self._last_pts + 1)
+        self._last_pts = pts
+        # an encode failure raises into _run: logged, counted, and the next frame gets a new codec
+        enc = await loop.run_in_executor(self._executor, self._encode, yuv, pts, force)
+        if enc is None:
+            return seq, yuv
+        if enc.keyframe:
+            self._keyframe_wanted = False  # any keyframe serves every pending request
+            self._last_keyframe = now
+        for track in list(self.tracks):
+            track.offer(enc)
+        return seq, yuv
 
     def _maybe_retune(self, now: float) -> None:
         target = self.target_bitrate()

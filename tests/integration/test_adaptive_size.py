@@ -4,7 +4,6 @@ smaller copy, while viewers keep decoding the full output size; /stats shows the
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from .serving import VstServer, make_test_style, wait_until

@@ -88,6 +88,10 @@ class Player:
             out.append((hashlib.sha1(data).hexdigest(), bool(data) and not data[0] & 0x01))  # VP8: bit 0 clear = key
         return out
 
+    def timestamp_steps(self) -> list[int]:
+        """RTP timestamp increments between consecutive frames (mod 2**32)."""
+        return [(b - a) % (1 << 32) for a, b in zip(self.order, self.order[1:])]
+
     async def send_pli(self) -> None:
         assert self.media_ssrc is not None
         await self.receiver._send_rtcp_pli(self.media_ssrc)
@@ -118,6 +122,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VstServer]:
 
 
 def test_two_viewers_receive_one_encoded_stream(server: VstServer) -> None:
+    steps: list[list[int]] = []
+
     async def scenario() -> tuple[list[tuple[str, bool]], list[tuple[str, bool]], dict[str, Any], int, int, int]:
         a, b = Player(server.base, server.token), Player(server.base, server.token)
         await a.start()
@@ -134,6 +140,7 @@ def test_two_viewers_receive_one_encoded_stream(server: VstServer) -> None:
         await asyncio.sleep(0.3)
         kf_burst = sum(k for _h, k in a.frames()) - kf_before
         decoded_b = b.decoded
+        steps.extend([a.timestamp_steps(), b.timestamp_steps()])
         await a.stop()
         await b.stop()
         return a.frames(), b.frames(), stats, kf_burst, decoded_b, a.decoded
@@ -150,6 +157,11 @@ def test_two_viewers_receive_one_encoded_stream(server: VstServer) -> None:
     # each output encoded once: the frames sent to two viewers outnumber the encodes by about B's share
     assert enc["frames_encoded"] <= sent - 0.8 * stats["b_frames"], (enc, sent, stats["b_frames"])
     assert enc["keyframe_requests"].get("join", 0) >= 2 and enc["keyframes"] >= 2, enc
+    # RTP timestamps per sender: continuous from each viewer's first frame (the late joiner's too),
+    # about 1/15 s (6000 ticks of 90 kHz) apart, never backwards (a wrap would be a step near 2**32)
+    for s in steps:
+        assert s and all(0 < x < 90000 for x in s), s
+        assert 3000 < sorted(s)[len(s) // 2] < 12000, s
     assert 1 <= kf_burst <= 3, f"{kf_burst} keyframes for 10 PLIs in 1 s (at most one per 0.5 s expected)"
 
 
@@ -187,6 +199,9 @@ def test_chromium_decodes_the_shared_h264_stream(chromium: Any, tmp_path: Path) 
                     env={"VST_STYLES_DIR": str(tmp_path)}, log_name="shared_encode_h264")  # fmt: skip
     try:
         pages = [open_viewer(chromium, srv.url) for _ in range(2)]
+        # the overlay shows the processing size (the page polls /stats every 2 s)
+        pages[0].wait_for_function("document.getElementById('overlay').textContent.includes('processing 320x180 (fixed)')",
+                                   timeout=15000)  # fmt: skip
         before = [frames_decoded(p) for p in pages]
         time.sleep(2.0)
         assert all(frames_decoded(p) > b + 10 for p, b in zip(pages, before))
