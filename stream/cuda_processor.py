@@ -99,6 +99,8 @@ class CudaConfig:
     """The temporal blend (mode 'lowpass' only); its alpha may be changed live with ``set_blend``."""
     size: tuple[int, int] | None = None
     """(W, H) to allocate buffers for up front; None: on the first frame (a new size reallocates)."""
+    flow: str = "dis"
+    """The blend's flow estimator (``vst.flow.make_flow`` name), run on the submitting thread."""
     depth: int = 2
     """Host/device buffer sets in flight: 2 = double buffering."""
     encode_workers: int = 2
@@ -218,7 +220,7 @@ class CudaProcessor:
         if self._flow is None:
             from vst.flow import make_flow
 
-            self._flow = make_flow("dis")
+            self._flow = make_flow(self.config.flow)
         dev.synchronize()
         self._blend_ready = True
 

@@ -4,9 +4,13 @@
     vst-eval ../shared/data/frames/corridor_neuflow --style candy --blend 0.6 --strip strip.png
 
 INPUT is a video file, a source spec (``sample``, ``testsrc``) or a folder of consecutive
-frames (PNG/JPEG, sorted by name). The generator runs once per frame; each ``--blend`` α is
-applied to those outputs with ``BlendStage``, and E(V), E_warp, sharpness retained and mean |Δ|
-are computed with the metric's own flow (Farnebäck) on the input frames.
+frames (PNG/JPEG, sorted by name). The generator runs once per frame, through the processor
+vst-stream runs for the backend (``make_processor``, α 0); each ``--blend`` α is then applied to
+those outputs by the host processor's blend stage (``BlendStage.from_config``, the same
+``BlendConfig``), so on the CPU backends the blended frames are exactly what vst-stream serves
+(on CUDA, vst-stream blends on the GPU with the CuPy kernels, which follow the same reference).
+E(V), E_warp, sharpness retained and mean |Δ| are computed with the metric's own flow (Farnebäck)
+on the input frames.
 
 Every E(V) is also given as an "E ratio": over the input video's own E(V) with the same flow and
 mask. A fixed per-pixel function scores about its contrast gain; well below 1 means blur, far
@@ -25,23 +29,26 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
-from typing import TYPE_CHECKING
-
-from vst.cli import (DEFAULT_BLEND_BUDGET, ArgumentParser, add_budget_option, check_output_path, float_range,
-                     int_range, parse_size, run_main, setup_logging)  # fmt: skip
+from vst.cli import (ArgumentParser, add_budget_option, check_output_path, float_range, int_range, parse_size, run_main,
+                     setup_logging)  # fmt: skip
 from vst.errors import SourceError, VstError
 from vst.fileio import is_regular_file
+from vst.stream.blend_config import BlendConfig, BlendMode
 
 if TYPE_CHECKING:  # numpy, OpenCV, torch (metrics) and the blend stage load when work starts: --help is instant
     import numpy as np
 
     from vst.metrics import PairGeometry
     from vst.stream.blend import BlendStage
+    from vst.stream.engine import Engine
+    from vst.stream.processor import Processed
 
 log = logging.getLogger("vst.eval")
 
-DEFAULT_BUDGET = DEFAULT_BLEND_BUDGET
+_BLEND = BlendConfig()  # the defaults of every blend setting
+DEFAULT_BUDGET = _BLEND.budget
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -135,7 +142,9 @@ def evaluate(
     mode: str,
     budget: float | None = DEFAULT_BUDGET,
 ) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
-    """Metrics of the per-frame outputs and of each blend; also returns the blended frames."""
+    """Metrics of the per-frame outputs and of each blend; also returns the blended frames.
+
+    Each α runs the host processor's blend stage (``BlendStage.from_config``) over the per-frame outputs."""
     from vst.flow import make_flow
     from vst.metrics import temporal_error, video_geometry
     from vst.stream.blend import BlendStage
@@ -145,12 +154,46 @@ def evaluate(
     own = temporal_error(frames, geometry).e_v
     results, outputs = [], {}
     for alpha in alphas:
-        stage = BlendStage(alpha, flow, mode=mode, budget=budget)  # type: ignore[arg-type]
+        stage = BlendStage.from_config(blend_config(alpha, mode, budget), flow)
         result, outputs[alpha] = score_blend(frames, stylized, geometry, base.e_v, stage, engine_ms, own)
         results.append(result)
     per_frame = {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid, "input_e_v": own,
                  "e_ratio": base.e_v / own if own > 0 else float("nan")}  # fmt: skip
     return per_frame, results, outputs
+
+
+def blend_config(alpha: float, mode: str, budget: float | None) -> BlendConfig:
+    """The validated blend for one α (BlendConfig's defaults otherwise); a bad setting is a one-line VstError."""
+    try:
+        return BlendConfig(alpha=alpha, mode=mode, budget=budget)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise VstError(f"--blend: {e}") from None
+
+
+def stylize(engine: Engine, frames: list[np.ndarray], style: str) -> tuple[list[np.ndarray], float]:
+    """Per-frame outputs (no blend) through the processor vst-stream runs for ``engine``, every frame in
+    order, and the mean ms per frame (the first frame is a warm-up, not timed)."""
+    from vst.stream.processor import make_processor
+    from vst.stream.render import submit_checked
+
+    outs: list[np.ndarray] = []
+
+    def keep(p: Processed) -> None:
+        outs.append(p.stylized if p.owned else p.stylized.copy())  # a CUDA processor reuses its buffers
+
+    processor = make_processor(engine, BlendConfig(alpha=0.0), keep, ordered=True)
+    try:
+        submit_checked(processor, frames[0], style, 0)  # warm-up (shape check, first-size compile)
+        processor.flush()
+        outs.clear()
+        t0 = time.perf_counter()
+        for i, frame in enumerate(frames):
+            submit_checked(processor, frame, style, i)
+        processor.flush()
+        engine_ms = 1e3 * (time.perf_counter() - t0) / len(frames)
+    finally:
+        processor.close()
+    return outs, engine_ms
 
 
 def write_strip(path: Path, frames: list[np.ndarray], stylized: list[np.ndarray], blended: list[np.ndarray], count: int = 4) -> None:
@@ -182,14 +225,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="video file, source spec (sample, testsrc) or folder of frames")
     p.add_argument("--style", default=None, help="style name or path (default: the bundled default style)")
     p.add_argument("--blend", type=float_range(0.0, 1.0), nargs="+", default=None, metavar="ALPHA",
-                   help="blend strengths to evaluate (default 1; 0.95 without a budget or in mode full/restore)")  # fmt: skip
+                   help="blend strengths to evaluate (default: the strongest the mode allows, BlendConfig.alpha_limit: "
+                        "1, or 0.95 without a budget or in mode full/restore)")  # fmt: skip
     p.add_argument("--size", type=parse_size, default=(320, 180), help="fit frames inside WxH (default 320x180)")
     p.add_argument("--frames", type=int_range(2, 100_000), default=60, help="at most this many frames, 2..100000 (default 60)")
     p.add_argument("--backend", default="auto", help="engine backend (default auto)")
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
     add_budget_option(p)
-    p.add_argument("--mode", default="lowpass", choices=("full", "lowpass", "restore"), help="blend mode (default lowpass)")
+    p.add_argument("--mode", default=_BLEND.mode, choices=get_args(BlendMode), help=f"blend mode (default {_BLEND.mode})")
     p.add_argument("--paintings", type=Path, default=None, metavar="DIR",
                    help="also measure style strength against this folder of paintings (SWD ratio, artefact index)")  # fmt: skip
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
@@ -203,14 +247,13 @@ def _body() -> int:
     args = _parser().parse_args()
     setup_logging(-1 if args.quiet or args.json else args.verbose)
     if args.blend is None:  # the strongest setting that cannot freeze the picture
-        args.blend = [1.0 if args.mode == "lowpass" and args.blend_budget is not None else 0.95]
+        args.blend = [blend_config(0.0, args.mode, args.blend_budget).alpha_limit]
     if args.strip:
         check_image_output(args.strip)
     from vst.metrics import PaintingSet, load_paintings, style_strength
-    from vst.stream.blend import make_blend
 
-    for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendStage's
-        make_blend(alpha, mode=args.mode, budget=args.blend_budget)  # a bad alpha/mode fails before any work
+    for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendConfig's
+        blend_config(alpha, args.mode, args.blend_budget)  # a bad alpha/mode fails before any work
     paintings = None
     if args.paintings is not None:
         try:
@@ -225,13 +268,8 @@ def _body() -> int:
     frames = load_frames(args.input, args.size, args.frames)  # before the engine: bad input fails fast
     if len(frames) < 2:
         raise SourceError(f"{args.input} has fewer than 2 frames")
-    from vst.stream.render import stylize_checked
-
     engine = make_engine(style, args.backend)
-    stylize_checked(engine, lambda _x, y: y, frames[0], style.name, 0)  # warm-up (not timed) and shape check
-    t0 = time.perf_counter()
-    stylized = [engine(f) for f in frames]
-    engine_ms = 1e3 * (time.perf_counter() - t0) / len(frames)
+    stylized, engine_ms = stylize(engine, frames, style.name)
     base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode,
                                       args.blend_budget)  # fmt: skip
     h, w = frames[0].shape[:2]

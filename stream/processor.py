@@ -90,8 +90,18 @@ class Processor(Protocol):
     def close(self) -> None: ...
 
 
+def check_output(out: object, frame: np.ndarray, backend: str) -> np.ndarray:
+    """``out`` if it is an (H, W, 3) uint8 image of ``frame``'s shape, else a one-line VstError: a model
+    that returns one channel, or another size, must not reach the blend or an encoder."""
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+    if shape != frame.shape or dtype != np.uint8:
+        got = f"{shape if shape is not None else type(out).__name__} {dtype if dtype is not None else ''}".strip()
+        raise VstError(f"engine {backend} returned {got} for a {frame.shape} uint8 frame: not an RGB image model")
+    return out  # type: ignore[return-value]
+
+
 class HostProcessor:
-    """Engine frame API + CPU ``BlendStage``, synchronously in the caller's thread."""
+    """Engine frame API + CPU ``BlendStage``, synchronously in the caller's thread (outputs in order)."""
 
     kind: Literal["host", "cuda"] = "host"
 
@@ -107,7 +117,7 @@ class HostProcessor:
 
     def submit(self, frame: np.ndarray, captured: float) -> None:
         t0 = time.perf_counter()
-        out = self._engine(frame)
+        out = check_output(self._engine(frame), frame, self._engine.backend)
         out = self._blend(frame, out)  # alpha 0 is a pass-through
         index, self._count = self._count, self._count + 1
         # ``frame`` is the source's array, never reused by a source (sources.Frame): owned with the result
@@ -133,10 +143,15 @@ class HostProcessor:
 ProcessorKind = Literal["auto", "host", "cuda"]
 
 
-def make_processor(engine: Engine, blend: BlendConfig, on_output: OutputCallback, kind: ProcessorKind = "auto") -> Processor:
+def make_processor(engine: Engine, blend: BlendConfig, on_output: OutputCallback, kind: ProcessorKind = "auto", *,
+                   ordered: bool = False, flow: str = "dis") -> Processor:  # fmt: skip
     """The processor for ``engine``: CUDA for the CUDA backends (torch-cuda, tensorrt), else host; logged.
 
     ``kind`` 'host' forces the host processor (e.g. to compare); 'cuda' refuses a non-CUDA engine.
+    ``ordered``: every frame reaches ``on_output``, in submission order (files: vst-render, vst-eval).
+    Otherwise the CUDA processor's encode workers run in parallel and drop an output that a newer
+    one overtook (live serving wants the newest frame, not every frame); the host processor is
+    always in order. ``flow``: the blend's flow estimator (``vst.flow.make_flow`` name).
     """
     cuda = engine.backend in CUDA_BACKENDS
     if kind == "cuda" and not cuda:
@@ -148,6 +163,8 @@ def make_processor(engine: Engine, blend: BlendConfig, on_output: OutputCallback
             raise VstError(f"engine {type(engine).__name__} does not implement the TensorEngine contract")
         log.info("processor: CUDA streams (%s %s, CuPy blend) - pinned upload, three streams, encode workers",
                  engine.backend, engine.precision)  # fmt: skip
-        return CudaProcessor(engine, CudaConfig(blend=blend), on_output)
+        # One encode worker hands outputs on in order, so none is ever stale and dropped.
+        config = CudaConfig(blend=blend, flow=flow, **({"encode_workers": 1} if ordered else {}))
+        return CudaProcessor(engine, config, on_output)
     log.info("processor: host (%s %s on %s, CPU blend)", engine.backend, engine.precision, engine.device)
-    return HostProcessor(engine, blend, on_output)
+    return HostProcessor(engine, blend, on_output, flow)

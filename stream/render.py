@@ -1,5 +1,9 @@
 """``vst-render INPUT OUTPUT --style NAME``: stylize a video file offline into an H.264 mp4.
 
+    source (AvSource) -> processor (make_processor, as vst-stream runs) -> Mp4Sink (libx264)
+
+The frames go through the processor the server runs for the same backend (host: engine + CPU
+blend; CUDA: streams + CuPy blend), with ``ordered=True`` so that every frame arrives, in order.
 The output keeps the input's frame count and frame rate. It is written to a temporary file
 beside OUTPUT and renamed at the end, so an interrupted run (Ctrl-C, SIGTERM, SIGHUP, an error)
 never leaves a broken OUTPUT or a stray partial file. INPUT may also be a stream URL (rtsp://,
@@ -10,19 +14,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vst.cli import (DEFAULT_BLEND_BUDGET, ArgumentParser, add_blend_option, add_budget_option, check_output_path,
-                     int_range, parse_size, run_main, setup_logging)  # fmt: skip
+from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, check_output_path, int_range, parse_size,
+                     run_main, setup_logging)  # fmt: skip
 from vst.errors import VstError
+from vst.stream.blend_config import BlendConfig
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vst.stream.processor import Processed, Processor
+
 log = logging.getLogger("vst.render")
+
+_BLEND = BlendConfig()  # the defaults of every blend setting
 
 OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
 
@@ -39,9 +49,9 @@ class RenderConfig:
     """Engine backend (see vst.stream.engine)."""
     precision: str = "auto"
     """Engine precision."""
-    blend: float = 0.0
+    blend: float = _BLEND.alpha
     """Temporal blend strength alpha (0 = per-frame)."""
-    blend_budget: float | None = DEFAULT_BLEND_BUDGET
+    blend_budget: float | None = _BLEND.budget
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
     crf: int = 18
     """x264 constant rate factor for the output, 0 (lossless) .. 51."""
@@ -54,20 +64,54 @@ class RenderConfig:
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
             raise VstError(f"crf must be an integer in 0..51, got {self.crf!r}")
 
+    @property
+    def blend_config(self) -> BlendConfig:
+        """The validated blend (BlendConfig's defaults for everything but α and the budget); VstError if out of range."""
+        try:
+            return BlendConfig(alpha=self.blend, budget=self.blend_budget)
+        except ValueError as e:
+            raise VstError(f"--blend: {e}") from None
+
 
 def stylize_checked(engine: Any, blend: Any, image: np.ndarray, style: str, index: int) -> np.ndarray:
     """One frame through engine and blend; a failure or a wrong-shaped result is a one-line VstError
     (a model that returns one channel, or raises on real frames, must not end in a traceback)."""
+    from vst.stream.processor import check_output
+
     try:
-        out = blend(image, engine(image))
+        return blend(image, check_output(engine(image), image, engine.backend))
     except VstError:
         raise
     except Exception as e:
         raise VstError(f"style {style!r} failed on frame {index}: {type(e).__name__}: {str(e).strip()[:160]}") from None
-    if getattr(out, "shape", None) != image.shape or str(getattr(out, "dtype", "")) != "uint8":
-        got = f"{getattr(out, 'shape', '?')} {getattr(out, 'dtype', '?')}"
-        raise VstError(f"style {style!r} returned {got} for a {image.shape} uint8 frame: not an RGB image model")
-    return out
+
+
+def submit_checked(processor: Processor, image: np.ndarray, style: str, index: int) -> None:
+    """``processor.submit`` with the CLI contract: what the engine raises is one line naming style and frame."""
+    try:
+        processor.submit(image, time.time())
+    except VstError:
+        raise
+    except Exception as e:
+        raise VstError(f"style {style!r} failed on frame {index}: {type(e).__name__}: {str(e).strip()[:160]}") from None
+
+
+class Mp4Sink:
+    """The processor's output callback for a file: each stylized frame into the encoder, in order."""
+
+    def __init__(self, container: Any, stream: Any, rate: Fraction) -> None:
+        self.container, self.stream, self.rate = container, stream, rate
+        self.count = 0
+
+    def __call__(self, p: Processed) -> None:
+        import av
+
+        if p.index != self.count:  # ordered processors never skip: a gap would shift the whole video
+            raise VstError(f"frame {self.count} was lost (got frame {p.index})")
+        vf = av.VideoFrame.from_ndarray(p.stylized, format="rgb24")  # copies: the processor may reuse the array
+        vf.pts, vf.time_base = self.count, 1 / self.rate
+        self.container.mux(self.stream.encode(vf))
+        self.count += 1
 
 
 def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
@@ -76,8 +120,8 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
     from tqdm import tqdm
 
     from vst.fileio import atomic_output
-    from vst.stream.blend import make_blend
     from vst.stream.engine import make_engine
+    from vst.stream.processor import make_processor
     from vst.stream.sources import AvSource, is_stream_url, sample_path
     from vst.styles import check_style, resolve_style
 
@@ -94,7 +138,7 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
         raise VstError("output and input are the same file")
     if dst.exists() and not cfg.overwrite:
         raise VstError(f"{dst} exists; pass --overwrite to replace it")
-    blend = make_blend(cfg.blend, budget=cfg.blend_budget)  # alpha 0 passes frames through
+    blend = cfg.blend_config  # a bad alpha/budget fails before any work
     style = resolve_style(cfg.style)
     check_style(style)  # bad sizes, unknown architectures, NaN weights, non-RGB graphs: one line, no frames
     source = AvSource(src, cfg.size)  # before the engine: a bad input fails fast
@@ -109,13 +153,17 @@ def render(src: Path | str, dst: Path, cfg: RenderConfig) -> int:
                 stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
                 stream.codec_context.time_base = 1 / rate
                 stream.options = {"crf": str(cfg.crf), "preset": "medium"}
-                total = source.frames_hint or None
-                for frame in tqdm(source, total=total, unit="frame", disable=not cfg.progress, desc=dst.name):
-                    styled = stylize_checked(engine, blend, frame.image, style.name, n)
-                    vf = av.VideoFrame.from_ndarray(styled, format="rgb24")
-                    vf.pts, vf.time_base = n, 1 / rate
-                    out.mux(stream.encode(vf))
-                    n += 1
+                sink = Mp4Sink(out, stream, rate)
+                processor = make_processor(engine, blend, sink, ordered=True)
+                try:
+                    total = source.frames_hint or None
+                    for frame in tqdm(source, total=total, unit="frame", disable=not cfg.progress, desc=dst.name):
+                        submit_checked(processor, frame.image, style.name, n)
+                        n += 1
+                    processor.flush()
+                finally:
+                    processor.close()
+                n = sink.count
                 out.mux(stream.encode(None))
             if n == 0:
                 raise VstError(f"{source.name} contains no video frames")
@@ -136,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto, fp32, bf16 (torch-cpu, openvino), fp16 (cuda)")  # fmt: skip
-    add_blend_option(p, "temporal blend strength alpha (0 = off, up to 1; 1 measured best)")
+    add_blend_option(p, "temporal blend strength alpha, 0 (off) to 1 (measured best)")
     add_budget_option(p)
     p.add_argument("--crf", type=int_range(0, 51), default=18, help="x264 quality 0..51 (lower is better; default 18)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

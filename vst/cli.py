@@ -3,7 +3,9 @@
 Every vst command answers a bad input with one line on stderr (``error: …``) and a non-zero exit,
 never a traceback: argparse errors (``ArgumentParser``), user errors (``VstError``), signals
 (``exit_on_signals``) and, as a last resort, unexpected exceptions (traceback only with ``-vv``).
-This module imports nothing heavy: ``--help`` and argument errors must answer at once.
+This module imports nothing heavy: ``--help`` and argument errors must answer at once. The blend
+options take their defaults from ``vst.stream.blend_config.BlendConfig`` (pure stdlib), imported
+when a parser is built, so ``import vst.cli`` alone does not import ``vst.stream``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,29 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from vst.errors import VstError
 from vst.fileio import special_file_kind
 from vst.redact import RedactingFilter, redact_text
 
+if TYPE_CHECKING:
+    from vst.stream.blend_config import BlendConfig
+
 log = logging.getLogger("vst")
 
-DEFAULT_BLEND_BUDGET = 12.0
-"""The blend's default budget, in levels of 255 (vst.stream.blend.DEFAULT_BUDGET must equal it;
-it lives here too so that building a parser does not import the blend stage and torch)."""
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_BLEND_BUDGET`` for older importers: ``BlendConfig().budget``, read there, not repeated here."""
+    if name == "DEFAULT_BLEND_BUDGET":
+        return _blend_defaults(None).budget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _blend_defaults(config: BlendConfig | None) -> BlendConfig:
+    from vst.stream.blend_config import BlendConfig
+
+    return config if config is not None else BlendConfig()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -115,15 +129,20 @@ def parse_budget(text: str) -> float | None:
     return value
 
 
-def add_budget_option(parser: argparse.ArgumentParser) -> None:
-    """``--blend-budget LEVELS|none``, the same for every CLI that blends."""
-    parser.add_argument("--blend-budget", type=parse_budget, default=DEFAULT_BLEND_BUDGET, metavar="LEVELS",
-                        help=f"blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default {DEFAULT_BLEND_BUDGET:g})")  # fmt: skip
+def add_budget_option(parser: argparse.ArgumentParser, config: BlendConfig | None = None) -> None:
+    """``--blend-budget LEVELS|none``, the same for every CLI that blends; the default is ``config``'s
+    budget (default: ``BlendConfig()``'s)."""
+    budget = _blend_defaults(config).budget
+    shown = "none" if budget is None else f"{budget:g}"
+    parser.add_argument("--blend-budget", type=parse_budget, default=budget, metavar="LEVELS",
+                        help=f"blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default {shown})")  # fmt: skip
 
 
-def add_blend_option(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--blend ALPHA`` in [0, 1] (the stage may narrow it per mode; it says so in one line)."""
-    parser.add_argument("--blend", type=float_range(0.0, 1.0), default=0.0, metavar="ALPHA", help=help_text)
+def add_blend_option(parser: argparse.ArgumentParser, help_text: str, config: BlendConfig | None = None) -> None:
+    """``--blend ALPHA`` in [0, 1], default ``config``'s α (default: ``BlendConfig()``'s). The mode may
+    narrow the range (``BlendConfig.check_alpha`` says so in one line)."""
+    alpha = _blend_defaults(config).alpha
+    parser.add_argument("--blend", type=float_range(0.0, 1.0), default=alpha, metavar="ALPHA", help=f"{help_text} (default {alpha:g})")
 
 
 # ---------------------------------------------------------------------- files
