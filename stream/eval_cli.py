@@ -35,6 +35,7 @@ from vst.cli import (ArgumentParser, add_budget_option, check_output_path, float
                      setup_logging)  # fmt: skip
 from vst.errors import SourceError, VstError
 from vst.fileio import is_regular_file
+from vst.process import configure_process
 from vst.stream.blend_config import BlendConfig, BlendMode
 
 if TYPE_CHECKING:  # numpy, OpenCV, torch (metrics) and the blend stage load when work starts: --help is instant
@@ -246,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
 def _body() -> int:
     args = _parser().parse_args()
     setup_logging(-1 if args.quiet or args.json else args.verbose)
+    configure_process()  # cuDNN flags for the CUDA backends; no WebRTC here
     if args.blend is None:  # the strongest setting that cannot freeze the picture
         args.blend = [blend_config(0.0, args.mode, args.blend_budget).alpha_limit]
     if args.strip:

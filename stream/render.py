@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, check_output_path, int_range, parse_size,
                      run_main, setup_logging)  # fmt: skip
 from vst.errors import VstError
+from vst.process import configure_process
 from vst.stream.blend_config import BlendConfig
 
 if TYPE_CHECKING:
@@ -199,7 +200,13 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(-1 if args.quiet else args.verbose)
     cfg = RenderConfig(args.style, args.size, args.backend, args.precision, args.blend, args.blend_budget, args.crf,
                        not args.no_progress, args.overwrite)  # fmt: skip
-    run_main(lambda: render(args.input, args.output, cfg) and 0)
+
+    def body() -> int:
+        configure_process()  # cuDNN flags for the CUDA backends; no WebRTC here
+        render(args.input, args.output, cfg)
+        return 0
+
+    run_main(body)
 
 
 if __name__ == "__main__":

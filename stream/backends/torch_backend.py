@@ -77,7 +77,8 @@ class TorchCudaEngine:
         self.memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
         self.use_graphs = opts.cuda_graphs
         self.max_graphs = max(1, opts.max_graphs)
-        torch.backends.cudnn.benchmark = True  # fixed shapes per stream: let cuDNN time its conv algorithms once
+        if not torch.backends.cudnn.benchmark:  # process-wide: vst.process.configure_process sets it, not an engine
+            log.warning("cuDNN autotuning is off: call vst.process.configure_process() at start-up (the vst CLIs do)")
         net = load_generator(style).to(self.torch_device, self.dtype).to(memory_format=self.memory_format)
         self.net: torch.nn.Module = net
         if opts.torch_compile:
