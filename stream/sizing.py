@@ -21,9 +21,11 @@ import numpy as np
 
 log = logging.getLogger("vst.sizing")
 
-SCALES = (1.0, 0.8, 0.64, 0.5, 0.4, 0.32)
-"""Linear scale steps of the output size: each step costs ~0.64x the pixels of the one above. Six
-steps, so every size stays compiled in the OpenVINO backend's shape cache (it keeps six)."""
+MAX_STEPS = 6
+"""Sizes in a ladder: every one stays compiled in the OpenVINO backend's shape cache (it keeps six)."""
+STEP = 0.8
+"""The largest linear step down (0.64x the pixels): finer steps when the floor is near, coarser
+ones (geometric, to reach the floor in ``MAX_STEPS``) when it is far."""
 
 
 def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -33,23 +35,27 @@ def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(2, round(w * s)), max(2, round(h * s))
 
 
-def ladder(frame: tuple[int, int], min_size: tuple[int, int], scales: tuple[float, ...] = SCALES) -> list[tuple[int, int]]:
-    """Processing sizes (W, H) for output frames of ``frame`` (W, H), largest first.
+def ladder(frame: tuple[int, int], min_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Processing sizes (W, H) for output frames of ``frame`` (W, H), largest first, at most ``MAX_STEPS``.
 
-    Sides are multiples of 4 (the generators downsample twice), the aspect is kept, and no step is
-    smaller than ``min_size`` fits (the last step is clamped to it, so the floor is always there).
+    The first is ``frame`` itself (no resize). The others have sides in multiples of 4 (the
+    generators downsample twice) and keep the aspect; the last is ``min_size`` fitted to the aspect
+    and rounded up, so the floor is always there. Steps are 0.8x linear, or larger when six steps of
+    0.8 would not reach the floor.
     """
     w, h = frame
-    floor = fit(frame, min_size)
-    out: list[tuple[int, int]] = []
-    for s in scales:
-        size = (max(4, round(w * s / 4) * 4), max(4, round(h * s / 4) * 4))
-        if size[0] < floor[0] or size[1] < floor[1]:
-            size = (max(4, round(floor[0] / 4) * 4), max(4, round(floor[1] / 4) * 4))
-        if size not in out:
-            out.append(size)
-        if size[0] <= floor[0] or size[1] <= floor[1]:
+    low = fit(frame, min_size)
+    floor = (min(w, -(-low[0] // 4) * 4), min(h, -(-low[1] // 4) * 4))  # rounded up to multiples of 4
+    floor_scale = max(floor[0] / w, floor[1] / h)
+    step = min(STEP, floor_scale ** (1 / (MAX_STEPS - 1))) if floor_scale < 1 else STEP
+    out = [frame]  # full size: no resize at all
+    for i in range(1, MAX_STEPS):
+        if out[-1] == floor:
             break
+        size = (round(w * step**i / 4) * 4, round(h * step**i / 4) * 4)
+        if size[0] * 0.92 < floor[0] or size[1] * 0.92 < floor[1]:  # at (or within 8 % of) the floor
+            size = floor
+        out.append(size)
     return out
 
 

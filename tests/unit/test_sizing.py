@@ -28,13 +28,14 @@ def pixel_cost(ms_at_full: float, full=(640, 360), overhead_ms: float = 0.0):
 
 def test_ladder_descends_in_multiples_of_four_to_the_floor() -> None:
     sizes = ladder((640, 360), (160, 90))
-    assert sizes[0] == (640, 360) and len(sizes) <= 6
+    assert sizes[0] == (640, 360) and len(sizes) == 6 and sizes[-1] == (160, 92)  # the floor (rounded up), in six steps
     assert all(w % 4 == 0 and h % 4 == 0 for w, h in sizes)
     assert all(a[0] > b[0] and a[1] > b[1] for a, b in zip(sizes, sizes[1:]))
     assert all(abs(w / h - 16 / 9) < 0.06 for w, h in sizes)
     # a higher floor ends the ladder at the floor
-    assert ladder((640, 360), (320, 180))[-1] == (320, 180)
+    assert ladder((640, 360), (320, 180)) == [(640, 360), (512, 288), (408, 232), (320, 180)]  # 0.8 steps
     assert ladder((640, 360), (640, 360)) == [(640, 360)]
+    assert ladder((642, 362), (642, 362)) == [(642, 362)]  # never above the frame
 
 
 def test_overload_steps_down_at_once_to_a_size_that_holds() -> None:
@@ -132,8 +133,8 @@ def test_a_fixed_cost_is_not_expected_to_shrink() -> None:
         if (new := ctrl.update(t, engine_ms(ctrl.size) + 12.0, PERIOD, engine_ms(ctrl.size))) is not None:
             moves.append((round(t, 2), new))
         t += PERIOD
-    # 12 ms + 30 ms x pixel share: 320x180 runs at (12 + 7.5) / 33.3 = 0.59 load; 408x232 would be
-    # (12 + 12.3) / 33.3 = 0.73 > up_load 0.6. The pixel-only model would have stayed at 204x116
-    # (0.5 load x 1.58 = 0.79 predicted one step up).
-    assert ctrl.size == (320, 180), (moves, ctrl.load)
+    # 12 ms + 30 ms x pixel share: 284x160 runs at (12 + 5.9) / 33.3 = 0.54 load; 372x208 would be
+    # (12 + 10.1) / 33.3 = 0.66 > up_load 0.6. The pixel-only model would have stayed at the floor
+    # (0.42 load x 1.76 = 0.74 predicted one step up).
+    assert ctrl.size == sizes[3] == (284, 160), (moves, ctrl.load)
     assert [i for _t, i in moves] == [4, 3], moves
