@@ -99,8 +99,6 @@ class CudaConfig:
     """The temporal blend (mode 'lowpass' only); its alpha may be changed live with ``set_blend``."""
     size: tuple[int, int] | None = None
     """(W, H) to allocate buffers for up front; None: on the first frame (a new size reallocates)."""
-    flow: str = "dis"
-    """The blend's flow estimator (``vst.flow.make_flow`` name), run on the submitting thread."""
     depth: int = 2
     """Host/device buffer sets in flight: 2 = double buffering."""
     encode_workers: int = 2
@@ -109,6 +107,8 @@ class CudaConfig:
     """Record CUDA timing events per stage (benchmarks only)."""
     slot_timeout_s: float = 30.0
     """Longest wait for a free slot before ``submit`` gives up with a VstError (a stuck sink)."""
+    flow: str = "dis"
+    """The blend's flow estimator (``vst.flow.make_flow`` name), run on the submitting thread."""
 
 
 @dataclass
