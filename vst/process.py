@@ -71,9 +71,9 @@ def configure_process(settings: ProcessSettings | None = None) -> ProcessSetting
             return _applied
         _set_cudnn(settings.cudnn_benchmark)
         if settings.ice_host is not None:
-            _restrict_ice(settings.ice_host)
+            restrict_ice_to_host(settings.ice_host)
         if settings.encoder_bitrate is not None:
-            _raise_encoder_caps(settings.encoder_bitrate)
+            raise_encoder_caps(settings.encoder_bitrate)
         _applied = settings
     return settings
 
@@ -85,7 +85,9 @@ def _set_cudnn(benchmark: bool) -> None:
     log.debug("cuDNN autotuning %s", "on" if benchmark else "off")
 
 
-def _restrict_ice(host: str) -> None:
+def restrict_ice_to_host(host: str) -> None:
+    """``ProcessSettings.ice_host``'s effect alone: for tests that run servers inside their own process
+    (``configure_process`` is once per process). Applications call ``configure_process``."""
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:  # a host name: aioice gathers as usual
@@ -101,7 +103,8 @@ def _restrict_ice(host: str) -> None:
     log.info("ICE host candidates restricted to %s", addr)
 
 
-def _raise_encoder_caps(bitrate: int) -> None:
+def raise_encoder_caps(bitrate: int) -> None:
+    """``ProcessSettings.encoder_bitrate``'s effect alone (see ``restrict_ice_to_host``)."""
     from aiortc.codecs import h264, vpx
 
     for mod in (vpx, h264):
