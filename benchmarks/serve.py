@@ -80,6 +80,8 @@ class Result:
     inference_ms: float | None = None
     processing_size: str | None = None
     processing_sizes_seen: dict[str, int] = field(default_factory=dict)
+    processing_size_timeline: list[str] = field(default_factory=list)
+    """The processing size at each 1 s stats sample, in order (the controller's steps)."""
     output_fps: float | None = None
     source_fps: float | None = None
     frames_encoded_per_s: float | None = None
@@ -235,7 +237,8 @@ def run_one(run: Run, args: argparse.Namespace) -> Result:
     if run.per_viewer_encoder:
         cmd += ["--per-viewer-encoder"]
     log.info("run %s: vst-stream %s", run.name, " ".join(cmd))
-    srv = VstServer(cmd, log_name=f"bench_serve_{run.backend}_{run.viewers}_{run.blend:g}{'_pve' if run.per_viewer_encoder else ''}")
+    tag = f"{run.backend}_{run.viewers}v_blend{run.blend:g}{'_pve' if run.per_viewer_encoder else ''}_{args.size}_{args.viewer}"
+    srv = VstServer(cmd, log_name=f"bench_serve_{tag}")
     try:
         measure = _measure_chromium if args.viewer == "chromium" else _measure_aiortc
         fps, lat, samples, span = measure(srv, run.viewers, args.settle, args.seconds)
@@ -252,6 +255,7 @@ def run_one(run: Run, args: argparse.Namespace) -> Result:
     res.inference_ms = last.get("inference_ms")
     sizes = Counter("x".join(map(str, s["processing_size"])) for s in samples if s.get("processing_size"))
     res.processing_sizes_seen = dict(sizes)
+    res.processing_size_timeline = ["x".join(map(str, s["processing_size"])) for s in samples if s.get("processing_size")]
     res.processing_size = sizes.most_common(1)[0][0] if sizes else None
     res.output_fps = round(statistics.mean(s["output_fps"] for s in samples), 1)
     res.source_fps = round(statistics.mean(s["source_fps"] for s in samples), 1)
