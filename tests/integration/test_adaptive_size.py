@@ -1,5 +1,6 @@
 """--size auto end to end: a source rate the engine cannot hold at full size makes the server stylize a
-smaller copy, while viewers keep decoding the full output size; /stats shows the processing size."""
+smaller copy, while viewers keep decoding the full output size; /stats shows the processing size. A
+switch to a cheaper style gives headroom, and the size steps back up."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .whep_client import run_in_thread
 
 def test_auto_size_steps_down_and_keeps_the_output_size(tmp_path: Path) -> None:
     make_test_style(tmp_path, "heavy", width=16)
+    make_test_style(tmp_path, "light", width=4, seed=1)
     # 60 fps: a 16.7 ms budget that a 640x360 stylization plus upscale does not fit on a CPU
     srv = VstServer(["--source", "sample", "--fps", "60", "--style", "heavy", "--backend", "onnxruntime",
                      "--max-size", "640x360", "--min-size", "160x90"],
@@ -43,6 +45,13 @@ def test_auto_size_steps_down_and_keeps_the_output_size(tmp_path: Path) -> None:
             return frame.width, frame.height
 
         assert run_in_thread(watch) == (640, 360)
+
+        # a cheaper style frees the CPU: the controller steps back up (after its headroom hold)
+        low = stats["processing_size"][0]
+        changes = srv.stats()["size_changes"]
+        assert srv.json("POST", "/style", {"style": "light"})[0] == 200
+        assert wait_until(lambda: srv.stats()["processing_size"][0] > low, 45), srv.stats()
+        assert srv.stats()["size_changes"] > changes and srv.stats()["size"] == [640, 360]
     finally:
         srv.stop()
     log = srv.log_path.read_text()
