@@ -149,10 +149,18 @@ class Output:
     """(H, W, 3) uint8 RGB, the input the stylized frame came from."""
     stylized_yuv: np.ndarray
     """(H*3/2, W) uint8 I420 of ``stylized``: converted once here, so viewers' encoders skip it."""
-    original_yuv: np.ndarray
-    """(H*3/2, W) uint8 I420 of ``original``."""
     captured: float
     """Wall-clock time (time.time()) the source frame was read."""
+    _original_yuv: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def original_yuv(self) -> np.ndarray:
+        """(H*3/2, W) uint8 I420 of ``original``, converted on first use: most outputs are never shown
+        in their original form, and this runs on the pipeline's hot path otherwise. Two threads may
+        both convert once; the results are equal."""
+        if self._original_yuv is None:
+            self._original_yuv = cv2.cvtColor(self.original, cv2.COLOR_RGB2YUV_I420)
+        return self._original_yuv
 
 
 @dataclass
@@ -543,13 +551,13 @@ class Pipeline:
         self._publish(self._stamped(stylized, p.captured), original, p.captured, p.index)
 
     def _publish(self, stylized: np.ndarray, original: np.ndarray, captured: float, index: int | None = None) -> None:
-        yuv = cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420), cv2.cvtColor(original, cv2.COLOR_RGB2YUV_I420)
+        yuv = cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420)
         with self._publish_lock:
             if index is not None and index < self._last_index:  # overtaken during the conversion
                 self.stale_dropped += 1
                 return
             self._seq += 1
-            self._out = Output(self._seq, stylized, original, yuv[0], yuv[1], captured)
+            self._out = Output(self._seq, stylized, original, yuv, captured)
         self._rate_out.tick(time.monotonic())
         with self._loops_lock:
             items = list(self._loops.items())
