@@ -24,7 +24,7 @@ The comparison (one factor changed at a time from the base run: openvino, 1 view
             one encode per viewer, which the shared encoder avoids)
   blend     --blend 0 against --blend 1
 
-``--upscale-quality`` instead compares the two ways ``--size auto`` returns a smaller stylization to
+``--upscale-quality`` (writes upscale.json and upscale.jpg) instead compares the two ways ``--size auto`` returns a smaller stylization to
 the output size (bicubic, and the guided filter on the full-size input) against stylizing at the full
 size, on frames of the clip: PSNR and ms per frame, with the engine's ms at each size, so a smaller
 size plus the guided filter can be compared with a larger size plus bicubic at equal time.
@@ -324,6 +324,11 @@ def upscale_quality(args: argparse.Namespace) -> dict[str, Any]:
             row["guided_ms"] = med_ms(lambda: guided_upscale(styl[0], frames[0]))
         rows.append(row)
         log.info("%s", row)
+        last = (frames[0], truths[0], upscale(styl[0], full), guided_upscale(styl[0], frames[0]))
+    # the floor, seen: input | full-size stylization (top), bicubic | guided from the floor (bottom)
+    grid = np.concatenate([np.concatenate(last[:2], 1), np.concatenate(last[2:], 1)], 0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out / "upscale.jpg"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return {"clip": str(args.clip), "frames": len(frames), "backend": engine.backend, "precision": engine.precision,
             "style": args.style, "output": f"{full[0]}x{full[1]}", "load": [round(x, 2) for x in os.getloadavg()],
             "rows": rows}  # fmt: skip
