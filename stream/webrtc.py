@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import ipaddress
 import logging
 import re
 import time
@@ -27,10 +26,16 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
+from vst.process import raise_encoder_caps, restrict_ice_to_host
 from vst.stream.encode import EncodedTrack, EncoderConfig, SharedEncoder
 from vst.stream.pipeline import Pipeline
 
 log = logging.getLogger("vst.webrtc")
+
+__all__ = ["Fanout", "PipelineTrack", "add_bitrate_fmtp", "negotiated_video_codec", "parse_ice_server",
+           "prefer_codec_in_offer", "raise_encoder_caps", "restrict_ice_to_host", "rtc_configuration"]  # fmt: skip
+"""``raise_encoder_caps`` and ``restrict_ice_to_host`` live in ``vst.process`` (one copy); the CLI and
+the tests import them from here too."""
 
 Picture = Literal["stylized", "original"]
 CLOCK = 90000
@@ -176,36 +181,6 @@ def parse_ice_server(url: str) -> RTCIceServer:
     if scheme.startswith("turn") and not user:
         raise VstError(f"--ice-server {url!r}: a TURN server needs USER:PASS@")
     return RTCIceServer(urls=f"{scheme}:{hostport}{query}", username=user, credential=password)
-
-
-def restrict_ice_to_host(host: str) -> None:
-    """Offer only ``host``'s address as an ICE host candidate when the server is bound to loopback.
-
-    aioice gathers on every interface and skips 127.0.0.1; a server started on 127.0.0.1 must not
-    expose media on other addresses, so its host-address hook is narrowed to the bind address.
-    """
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if not addr.is_loopback:
-        return
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [str(addr)]  # type: ignore[assignment]
-    log.info("ICE host candidates restricted to %s", addr)
-
-
-def raise_encoder_caps(bitrate: int) -> None:
-    """Let aiortc's VP8/H264 encoders reach ``bitrate`` bps (they clamp to module-level caps:
-    VP8 1.5 Mbps, default 0.5; H264 3 Mbps) and start there instead of at the low default."""
-    from aiortc.codecs import h264, vpx
-
-    for mod in (vpx, h264):
-        mod.MAX_BITRATE = max(mod.MAX_BITRATE, bitrate)
-        mod.MIN_BITRATE = min(mod.MIN_BITRATE, bitrate)
-        mod.DEFAULT_BITRATE = bitrate
-    log.info("encoder bitrate start/max raised to %d kbps", bitrate // 1000)
 
 
 def prefer_codec_in_offer(sdp: str, codec: str) -> str:
