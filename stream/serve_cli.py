@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     source = conceal(args.source)  # the password never reaches states, banners, /stats or logs
     from vst.stream.pipeline import Pipeline, PipelineConfig
     from vst.stream.server import ServerConfig, StreamServer
-    from vst.stream.webrtc import raise_encoder_caps, restrict_ice_to_host
+    from vst.process import ProcessSettings, configure_process
 
     config = ServerConfig(host=args.host, port=args.port, token=token, max_viewers=args.max_viewers,
                           codec=args.codec, bitrate=args.bitrate * 1000 if args.bitrate else None,
@@ -209,13 +209,14 @@ def _run(args: argparse.Namespace) -> int:
                        stamp=args.stamp_latency, adaptive=adaptive, min_size=min_size, upscale=args.upscale)  # fmt: skip
     )
     check_engine(pipeline, size)
-    if args.bitrate:
-        raise_encoder_caps(args.bitrate * 1000)
+    ice_host: str | None = args.host
     if args.publish and _is_loopback(args.host) and not _is_loopback(urlsplit(args.publish).hostname or ""):
         # the SFU elsewhere must reach our candidates; local viewers still connect over loopback
         log.info("publishing to another host: ICE candidates are not restricted to %s", args.host)
-    else:
-        restrict_ice_to_host(args.host)
+        ice_host = None
+    # aiortc's encoder caps matter for per-viewer encoders and the WHIP publish (the shared encoder
+    # takes its bitrate from ServerConfig); after pin_device, so CUDA is not started before it
+    configure_process(ProcessSettings(ice_host=ice_host, encoder_bitrate=args.bitrate * 1000 if args.bitrate else None))
     pipeline.start()  # opens the source (the engine is built): errors surface here, as one line
     log_setup(pipeline, size, adaptive, min_size)
     try:
