@@ -85,6 +85,8 @@ class Result:
     output_fps: float | None = None
     source_fps: float | None = None
     frames_encoded_per_s: float | None = None
+    capture_to_packet_ms: float | None = None
+    """Server side of glass-to-glass: source frame read -> encoded packet ready (median, shared encoder)."""
     glass_to_glass_ms_p50: float | None = None
     glass_to_glass_ms_p95: float | None = None
     latency_samples: int = 0
@@ -262,6 +264,7 @@ def run_one(run: Run, args: argparse.Namespace) -> Result:
     enc0 = sum(e["frames_encoded"] for e in first.get("encoders", []))
     enc1 = sum(e["frames_encoded"] for e in last.get("encoders", []))
     res.frames_encoded_per_s = round((enc1 - enc0) / max(span - 1.0, 1e-3), 1) if last.get("encoders") else None
+    res.capture_to_packet_ms = next((e["capture_to_packet_ms"] for e in last.get("encoders", []) if e["picture"] == "stylized"), None)
     lat.sort()
     if lat:
         res.glass_to_glass_ms_p50 = lat[len(lat) // 2]

@@ -265,6 +265,7 @@ class SharedEncoder:
         self.errors = 0
         self.bytes_out = 0
         self._encode_ms: deque[float] = deque(maxlen=120)
+        self._ready_ms: deque[float] = deque(maxlen=120)  # capture -> packet ready (wall clock), new outputs only
         self._prefix = f"encoder {config.codec}/{picture}"
 
     # ------------------------------------------------------------------ tracks
@@ -339,6 +340,7 @@ class SharedEncoder:
             await self._wake.wait()
             return seq, yuv
         out: Output | None = await self.pipeline.next_output(seq, self.config.repeat_s)
+        captured = out.captured if out is not None else None
         if out is not None:
             seq = out.seq
             yuv = out.stylized_yuv if self.picture == "stylized" else out.original_yuv
@@ -353,6 +355,8 @@ class SharedEncoder:
         enc = await loop.run_in_executor(self._executor, self._encode, yuv, pts, force)
         if enc is None:
             return seq, yuv
+        if captured is not None:
+            self._ready_ms.append((time.time() - captured) * 1e3)
         if enc.keyframe:
             self._keyframe_wanted = False  # any keyframe serves every pending request
             self._last_keyframe = now
@@ -408,6 +412,7 @@ class SharedEncoder:
             "keyframes": self.keyframes,
             "keyframe_requests": dict(self.keyframe_requests),
             "encode_ms": round(ms[len(ms) // 2], 2) if ms else None,
+            "capture_to_packet_ms": round(sorted(self._ready_ms)[len(self._ready_ms) // 2], 1) if self._ready_ms else None,
             "bitrate_kbps": self._bitrate // 1000,
             "bitrate_mode": "fixed" if self.config.fixed_bitrate else "slowest viewer",
             "bitrate_changes": self.bitrate_changes,
