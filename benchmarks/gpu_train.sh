@@ -18,20 +18,9 @@ DATA="${DATA:-.gpu_data}"
 PAINTER="${PAINTER:-monet}"
 RUNS="${RUNS:-$OUT_DIR/runs}"
 PY="${PYTHON:-python3}"
-mkdir -p "$OUT_DIR" "$RUNS"
-log() { echo "== $*" | tee -a "$OUT_DIR/gpu_train.log"; }
+mkdir -p "$RUNS"
+. benchmarks/gpu_common.sh
 
-[ -d "$DATA/frames" ] || { echo "gpu_train.sh: no prepared data in $DATA (run benchmarks/prepare_train_data.py)" >&2; exit 2; }
-log "make vst importable"
-for m in safetensors tqdm; do
-  "$PY" -c "import $m" 2>/dev/null || { [ -d .whl ] && "$PY" -m pip install -q --no-index --find-links .whl "$m"; }
-done
-. benchmarks/importable.sh
-command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$OUT_DIR/gpu_train.log"
-
-# Domain A: the decoded training clips and the photos; domain B: the painter's paintings.
-common=(--a "$DATA/frames/bikes" --a "$DATA/frames/bigbuckbunny" --a "$DATA/frames/corridor_neuflow"
-        --set "data.a_stills=['$DATA/photos/landscapes']" --no-progress)
 teacher=(--b "$DATA/paintings/$PAINTER" --set "run.style_name='${PAINTER}_resnet'")
 student=(--set "run.style_name='${PAINTER}_distilled'")
 score=(--style "$PAINTER=$DATA/paintings/$PAINTER")  # the bundled, CPU-trained style, for comparison
@@ -51,7 +40,7 @@ log "student: distilled into the compact net"
 
 log "scores on the held-out clips"
 "$PY" benchmarks/style_strength.py --size 320x180 \
-  --clip "carphone=$DATA/heldout/carphone_pristine" --clip "market=$DATA/heldout/sintel_market" \
+  "${heldout[@]}" \
   --style "$RUNS/teacher/style/${PAINTER}_resnet.safetensors=$DATA/paintings/$PAINTER" \
   --style "$RUNS/student/style/${PAINTER}_distilled.safetensors=$DATA/paintings/$PAINTER" \
   "${score[@]}" --json "$OUT_DIR/scores.json" 2>&1 | tee -a "$OUT_DIR/gpu_train.log"

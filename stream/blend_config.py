@@ -15,9 +15,7 @@ BlendMode = Literal["full", "lowpass", "restore"]
 WarpKernel = Literal["linear", "cubic"]
 
 DEFAULT_BUDGET = 12.0
-"""Most mean |out − G| per frame, in levels of 255: 0.047, inside the issue's mean |Δ| <= 0.05.
-(vst.cli.DEFAULT_BLEND_BUDGET repeats it so that building a parser imports nothing of vst.stream; a
-unit test keeps the two equal.)"""
+"""Most mean |out − G| per frame, in levels of 255: 0.047, inside the issue's mean |Δ| <= 0.05."""
 
 
 @dataclass(frozen=True)

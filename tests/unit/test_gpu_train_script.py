@@ -42,3 +42,29 @@ def test_gpu_recipe_refuses_missing_data(tmp_path: Path) -> None:
     env = os.environ | {"DATA": str(tmp_path / "nothing"), "OUT": str(tmp_path / "out")}
     proc = subprocess.run(["bash", "benchmarks/gpu_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no prepared data" in proc.stderr
+
+
+@pytest.mark.timeout(900)
+def test_gpu_finetune_dry_run_on_cpu(tmp_path: Path, data: type) -> None:
+    """benchmarks/gpu_finetune.sh with toy sizes: both bundled styles fine-tuned with and without the
+    flow-cycle loss, scored beside the bundled ones, and sent back as at most 8 files."""
+    data("videos", "bikes.mp4")  # skips without ../shared/data
+    import tarfile
+
+    packed = tmp_path / "packed"
+    subprocess.run([sys.executable, "benchmarks/prepare_train_data.py", "--out", str(packed), "--frames", "6",
+                    "--photos", "4", "--paintings", "8"], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    out = tmp_path / "out"
+    env = os.environ | {"TINY": "1", "DATA": str(packed), "OUT": str(out), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    names = {p.name for p in out.iterdir()}
+    assert names == {"scores.json", "styles.tar.gz", "gpu_finetune.log"}  # within the device's 8 returned files
+    with tarfile.open(out / "styles.tar.gz") as tar:
+        members = {Path(m).name for m in tar.getnames()}
+    for s in ("monet", "vangogh"):
+        for v in ("temporal", "flowcycle"):
+            assert {f"{s}_{v}.safetensors", f"{s}_{v}.json", f"{s}_{v}_metrics.csv"} <= members
+    scores = json.loads((out / "scores.json").read_text())
+    assert len(scores) == 12  # (2 fine-tunes + the bundled style) x 2 styles x 2 held-out clips
+    assert all(math.isfinite(r["swd_ratio"]) and math.isfinite(r["e_ratio"]) for r in scores)
