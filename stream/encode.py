@@ -216,7 +216,10 @@ class EncodedTrack(MediaStreamTrack):
 
 def tap_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None], on_remb: Callable[[int], None]) -> None:
     """Observe ``sender``'s incoming RTCP feedback (see module docstring: aiortc has no public hook)."""
-    handle = sender._handle_rtcp_packet  # the bound method the DTLS transport calls for this sender
+    handle = getattr(sender, "_handle_rtcp_packet", None)  # the bound method the DTLS transport calls
+    if handle is None or not hasattr(sender, "_ssrc"):  # another aiortc: joins still get keyframes, PLIs do not
+        log.warning("this aiortc's RTCRtpSender has no _handle_rtcp_packet/_ssrc: PLI/FIR and REMB are not seen")
+        return
 
     async def observed(packet: Any) -> None:
         if isinstance(packet, RtcpPsfbPacket):
