@@ -278,6 +278,8 @@ class Pipeline:
                 self._current = cmd.engine
                 if self._processor is not None:
                     self._processor.set_engine(cmd.engine)
+                if self._sizer is not None:  # a new style's engine compiles the ladder's shapes too
+                    self._prepare(self._sizer.sizes)
                 if cmd.style is not None:
                     self.style = cmd.style
                     log.info("style -> %s", cmd.style.name)
