@@ -11,7 +11,8 @@ Per frame t (slot i = t mod depth), three streams and host threads:
     host (caller)   copy frame -> pinned_in[i]          (waits only for slot i's previous upload)
     h2d stream      pinned_in[i] -> dev_in[i]           (after compute released dev_in[i])
     compute stream  uint8 HWC -> NCHW, infer, [blend], NCHW -> uint8 HWC into dev_out[i]
-    d2h stream      dev_out[i] -> pinned_out[i]
+                    [output 'i420': RGB -> I420 into dev_yuv[i], vst.kernels.yuv]
+    d2h stream      dev_out[i] -> pinned_out[i]   (or dev_yuv[i] -> pinned_yuv[i]: half the bytes)
     collector       waits on slot i's D2H event, hands the slot to an encode worker
     encode workers  on_output(Processed) on CPU threads; the slot is free again when it returns
 
@@ -29,6 +30,7 @@ scheduling on the CPU against a fake device (tests/unit/fake_cuda.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -49,6 +51,7 @@ from vst.stream.processor import OutputCallback, Processed
 
 log = logging.getLogger("vst.cuda_processor")
 
+OutputFormat = Literal["rgb", "i420"]
 STAGES = ("upload", "preprocess", "infer", "blend", "postprocess", "download")
 _SCALE = 1 / 127.5  # 0..255 levels -> the [-1, 1] tensors' scale
 
@@ -109,6 +112,40 @@ class CudaConfig:
     """Longest wait for a free slot before ``submit`` gives up with a VstError (a stuck sink)."""
     flow: str = "dis"
     """The blend's flow estimator (``vst.flow.make_flow`` name), run on the submitting thread."""
+    output: OutputFormat = "rgb"
+    """What is downloaded: 'rgb' (H, W, 3), or 'i420' converted on the device (1.5 bytes a pixel
+    instead of 3) for a sink that encodes; then the callback gets ``ProcessedI420``. ``set_output``
+    changes it between frames."""
+
+    def __post_init__(self) -> None:
+        if self.output not in ("rgb", "i420"):
+            raise ValueError(f"output must be 'rgb' or 'i420', not {self.output!r}")
+
+
+@dataclass(frozen=True)
+class ProcessedI420:
+    """A ``Processed`` whose stylized picture was converted to I420 on the device (``CudaConfig.output``).
+
+    Same fields as ``Processed``; ``stylized_yuv`` is what was downloaded, and ``stylized`` (RGB) is
+    converted back on the host only when read (a stamp, an upscale, a test). Arrays are the processor's
+    buffers: valid only during the callback.
+    """
+
+    index: int
+    stylized_yuv: np.ndarray
+    """(H*3/2, W) uint8 I420 (``vst.kernels.yuv`` layout, what ``av.VideoFrame.from_ndarray(.., 'yuv420p')`` reads)."""
+    original: np.ndarray
+    """(H, W, 3) uint8 RGB, the input it came from."""
+    captured: float
+    process_ms: float
+    owned: bool = False
+
+    @functools.cached_property
+    def stylized(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB decoded from ``stylized_yuv`` (lossy: chroma is 4:2:0)."""
+        import cv2
+
+        return cv2.cvtColor(self.stylized_yuv, cv2.COLOR_YUV2RGB_I420)
 
 
 @dataclass
@@ -127,6 +164,11 @@ class _Slot:
     pinned_flow: Any = None
     pinned_flow_np: np.ndarray | None = None
     dev_flow: Any = None
+    pinned_yuv: Any = None
+    pinned_yuv_np: np.ndarray | None = None
+    dev_yuv: Any = None
+    output: OutputFormat = "rgb"
+    """What this slot's current frame downloads (set per frame: ``set_output`` may change it between frames)."""
     marks: dict[str, Any] = field(default_factory=dict)
     index: int = -1
     t_submit: float = 0.0
@@ -149,10 +191,12 @@ class CudaProcessor:
         self.engine, self.config, self.on_output = engine, config, on_output
         self.blend_config = config.blend
         self._alpha = config.blend.alpha
+        self._output: OutputFormat = config.output
         self.h2d, self.compute, self.d2h = self.device.stream(), self.device.stream(), self.device.stream()
         self.slots: list[_Slot] = []
         self.h = self.w = 0
         self._blend_ready = False  # blend buffers exist for the current size
+        self._i420_ready = False  # I420 buffers exist for the current size
         self._have_history = False
         self._prev_frame: np.ndarray | None = None
         self._flow: Any = None
@@ -200,6 +244,7 @@ class CudaProcessor:
                 raise VstError(f"engine {self.engine.backend}: static input is {self.x.dtype}, io_dtype says {dt}")
             self.post = torch.empty((1, 3, h, w), dtype=torch.float32, device=tdev)  # fp32: exact 0..255 rounding
         self._blend_ready = False
+        self._i420_ready = False
         self._have_history = False
         self._prev_frame = None
         dev.synchronize()  # setup only: buffers exist before the first frame's streams use them
@@ -224,7 +269,28 @@ class CudaProcessor:
         dev.synchronize()
         self._blend_ready = True
 
+    def _allocate_i420(self) -> None:
+        """Device and pinned I420 buffers per slot (first 'i420' frame at this size)."""
+        from vst.kernels.yuv import i420_shape
+
+        try:
+            shape = i420_shape(self.h, self.w)
+        except ValueError as e:
+            raise VstError(f"output 'i420': {e}") from None
+        for slot in self.slots:
+            slot.pinned_yuv = self.device.pinned(shape, torch.uint8)
+            slot.pinned_yuv_np = slot.pinned_yuv.numpy()
+            slot.dev_yuv = torch.empty(shape, dtype=torch.uint8, device=self.device.torch_device)
+        self.device.synchronize()
+        self._i420_ready = True
+
     # ------------------------------------------------------------------ control (between frames)
+
+    def set_output(self, output: OutputFormat) -> None:
+        """Download RGB or device-converted I420 from the next frame on (frames in flight keep theirs)."""
+        if output not in ("rgb", "i420"):
+            raise VstError(f"output must be 'rgb' or 'i420', not {output!r}")
+        self._output = output
 
     def set_engine(self, engine: TensorEngine) -> None:
         """Switch engines (a style switch): waits for in-flight frames, re-fetches the static input."""
@@ -296,6 +362,9 @@ class CudaProcessor:
                 self._prev_frame = frame.copy()  # once per history; later frames copy into it
         else:
             self._have_history, self._prev_frame = False, None  # as BlendStage: α 0 keeps no history
+        slot.output = self._output
+        if slot.output == "i420" and not self._i420_ready:
+            self._allocate_i420()
         slot.index, slot.t_submit, slot.captured = self._count, t0, captured
         m = slot.marks
         with torch.inference_mode():
@@ -327,6 +396,12 @@ class CudaProcessor:
                 if m:
                     m["bl"].record(self.compute)
                 output_to_frame_(y, self.post, slot.dev_out)
+                if slot.output == "i420":  # the same RGB bytes, converted as the host would (kernels/yuv.py)
+                    from vst.kernels.yuv import rgb_to_i420_cupy
+
+                    cp = self.device.kernels()
+                    with self.device.kernel_stream(self.compute):
+                        rgb_to_i420_cupy(cp.from_dlpack(slot.dev_out), out=cp.from_dlpack(slot.dev_yuv))
                 if m:
                     m["post"].record(self.compute)
                 slot.compute_done.record(self.compute)
@@ -334,7 +409,10 @@ class CudaProcessor:
                 self.d2h.wait_event(slot.compute_done)
                 if m:
                     m["d2h0"].record(self.d2h)
-                slot.pinned_out.copy_(slot.dev_out, non_blocking=True)
+                if slot.output == "i420":
+                    slot.pinned_yuv.copy_(slot.dev_yuv, non_blocking=True)
+                else:
+                    slot.pinned_out.copy_(slot.dev_out, non_blocking=True)
                 if m:
                     m["d2h1"].record(self.d2h)
                 slot.d2h_done.record(self.d2h)
@@ -385,7 +463,10 @@ class CudaProcessor:
                 self.stale_dropped += 1
             elif self.on_output is not None:
                 ms = (time.perf_counter() - slot.t_submit) * 1e3
-                self.on_output(Processed(slot.index, slot.pinned_out_np, slot.pinned_in_np, slot.captured, ms))
+                if slot.output == "i420":
+                    self.on_output(ProcessedI420(slot.index, slot.pinned_yuv_np, slot.pinned_in_np, slot.captured, ms))  # type: ignore[arg-type]
+                else:
+                    self.on_output(Processed(slot.index, slot.pinned_out_np, slot.pinned_in_np, slot.captured, ms))
             self.latency_ms.append((time.perf_counter() - slot.t_submit) * 1e3)
         except BaseException as e:
             self._fail(e, slot)
