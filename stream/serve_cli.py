@@ -214,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         # the SFU elsewhere must reach our candidates; local viewers still connect over loopback
         log.info("publishing to another host: ICE candidates are not restricted to %s", args.host)
         ice_host = None
-    # aiortc's encoder caps matter for per-viewer encoders and the WHIP publish (the shared encoder
+    # aiortc's encoder caps matter for per-viewer encoders and a WHIP publish on its own encoder (the shared encoder
     # takes its bitrate from ServerConfig); after pin_device, so CUDA is not started before it
     configure_process(ProcessSettings(ice_host=ice_host, encoder_bitrate=args.bitrate * 1000 if args.bitrate else None))
     pipeline.start()  # opens the source (the engine is built): errors surface here, as one line
@@ -224,7 +224,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.publish:
             from vst.stream.whip import WhipPublisher
 
-            server.publisher = WhipPublisher(args.publish, server.fanout.subscribe("stylized"), whip_config)
+            # the SFU gets the local viewers' shared encode (its own encoder only with --per-viewer-encoder,
+            # or if it answers another codec); the raw track is that fallback and ends the publish on stop
+            shared = None if args.per_viewer_encoder else (lambda: server.fanout.subscribe_encoded("stylized"))
+            server.publisher = WhipPublisher(args.publish, server.fanout.subscribe("stylized"), whip_config, encoded=shared)
         asyncio.run(_serve(server, args, token))
     finally:
         # A second Ctrl-C (or `timeout`, which signals the child and its group) must not abort the

@@ -12,9 +12,19 @@ POSTs a fresh offer, with capped exponential backoff. That task never raises: ev
 ``stats()["last_error"]`` and one log line. ICE restarts over PATCH (optional in the RFC) are not
 used: a new POST also survives a server that lost all its state.
 
-aiortc stops a sender's track when its connection closes, so the source track is never handed to
+What is sent. With ``encoded`` (what ``vst-stream --publish`` passes), each connection subscribes a
+fresh ``EncodedTrack`` of the server's one ``SharedEncoder`` (``vst.stream.encode``): the SFU gets
+the same ``av.Packet``s as the local viewers, the publish adds no encoder, and the SFU's PLI/FIR and
+REMB reach the shared encoder through ``EncodedTrack.tap`` (a keyframe for everyone, rate-limited;
+the SFU's estimate counts as one more viewer's for the bitrate). The offer puts the shared codec
+first; if the server still answers with another codec, that connection falls back to its own
+aiortc encoder on the raw ``track`` (logged, counted in ``stats()``). Without ``encoded``, the raw
+``track`` is always encoded by the connection's own sender.
+
+aiortc stops a sender's track when its connection closes, so the raw track is never handed to
 aiortc directly: each connection gets a ``_Forward`` track reading from it, and the source outlives
-every re-publish. The caller owns the source and stops it.
+every re-publish. The caller owns the source and stops it. Encoded tracks are per connection and
+stopped with it.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
@@ -36,6 +47,9 @@ from aiortc.mediastreams import MediaStreamError
 from vst.errors import VstError
 from vst.redact import MASK, redact_url
 from vst.redact import redact_text as _redact_text
+
+if TYPE_CHECKING:
+    from vst.stream.encode import EncodedTrack
 
 log = logging.getLogger("vst.whip")
 
@@ -132,15 +146,26 @@ class _Forward(MediaStreamTrack):
 class WhipPublisher:
     """Publishes ``track`` to the WHIP endpoint ``url`` and keeps it published until ``stop()``.
 
+    ``track`` gives raw frames (each connection's own aiortc encoder sends them). ``encoded``, when
+    given, makes a fresh ``EncodedTrack`` of a shared encode for each connection: those packets are
+    sent instead, and ``track`` is only the fallback for a server that answers another codec (module
+    docstring). ``track`` ending ends the publish in both cases.
+
     ``start()`` returns at once; publishing, re-publishing and errors happen in a background task.
     ``publish_once()`` is one attempt that raises ``WhipError`` (the background task is built on it).
-    ``stats()`` is a JSON-ready dict: state, bytes/packets/frames sent, reconnects, last error.
+    ``stats()`` is a JSON-ready dict: state, bytes/packets/frames sent, encoding, reconnects, last error.
     """
 
-    def __init__(self, url: str, track: MediaStreamTrack, config: WhipConfig | None = None) -> None:
+    def __init__(self, url: str, track: MediaStreamTrack, config: WhipConfig | None = None, *,
+                 encoded: Callable[[], EncodedTrack] | None = None) -> None:  # fmt: skip
         self.url = check_whip_url(url)
         self.track = track
         self.config = config or WhipConfig()
+        self.encoded = encoded
+        self.encoding: Literal["shared", "own"] | None = None
+        """What the current (or last) connection sends: the shared encode's packets, or its own encode."""
+        self.fallbacks = 0
+        """Connections that wanted the shared encode but run their own encoder (another codec answered)."""
         self.state: State = "idle"
         self.last_error: str | None = None
         self.attempts = 0
@@ -150,7 +175,7 @@ class WhipPublisher:
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._pc: RTCPeerConnection | None = None
-        self._forward: _Forward | None = None
+        self._sending: _Forward | EncodedTrack | None = None  # the current connection's track
         self._lost: asyncio.Event | None = None
         self._resource: str | None = None
         self._since: float | None = None
@@ -211,15 +236,18 @@ class WhipPublisher:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """``{url, state, bytes_sent, packets_sent, frames_sent, reconnects, attempts, last_error,
-        publishing_s}``: the URL without credentials, totals over every connection so far."""
-        frames = self._done["frames"] + (self._forward.frames if self._forward is not None else 0)
+        """``{url, state, bytes_sent, packets_sent, frames_sent, encoding, own_encoder_fallbacks,
+        reconnects, attempts, last_error, publishing_s}``: the URL without credentials, totals over
+        every connection so far; ``encoding`` is 'shared' or 'own' for the current connection."""
+        frames = self._done["frames"] + (self._sending.frames if self._sending is not None else 0)
         return {
             "url": self._safe,
             "state": self.state,
             "bytes_sent": self._done["bytes"] + self._live["bytes"],
             "packets_sent": self._done["packets"] + self._live["packets"],
             "frames_sent": frames,
+            "encoding": self.encoding,
+            "own_encoder_fallbacks": self.fallbacks,
             "reconnects": max(self.publishes - 1, 0),
             "attempts": self.attempts,
             "last_error": self.last_error,
@@ -251,10 +279,15 @@ class WhipPublisher:
         pc = RTCPeerConnection(self._rtc)
         lost = asyncio.Event()
         self._pc, self._lost, self._rx = pc, lost, -1
-        self._forward = _Forward(self.track)
-        transceiver = pc.addTransceiver(self._forward, direction="sendonly")
+        shared = self._shared_track()
+        self._sending = shared if shared is not None else _Forward(self.track)
+        self.encoding = "shared" if shared is not None else "own"
+        transceiver = pc.addTransceiver(self._sending, direction="sendonly")
         if self.config.codec:
             transceiver.setCodecPreferences(_codecs(self.config.codec))
+        elif shared is not None:  # the shared codec first: the server takes it if it can
+            first = _codecs(shared.encoder.config.codec)
+            transceiver.setCodecPreferences(first + [c for c in RTCRtpSender.getCapabilities("video").codecs if c not in first])
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -272,6 +305,8 @@ class WhipPublisher:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         except Exception as e:  # aiortc raises ValueError/KeyError/... on SDP it cannot use
             raise WhipError(f"WHIP publish to {self._safe}: unusable SDP answer ({type(e).__name__}: {str(e)[:160]})") from None
+        if shared is not None:  # the sender starts after ICE/DTLS: nothing was sent or received yet
+            self._use_shared_or_fall_back(shared, transceiver, answer)
         deadline = time.monotonic() + self.config.connect_timeout_s
         while pc.connectionState != "connected":
             if lost.is_set():
@@ -282,6 +317,39 @@ class WhipPublisher:
                     f"(ICE {pc.iceConnectionState}); the server's candidates may be unreachable (--ice-server)"
                 )
             await asyncio.sleep(0.05)
+
+    def _shared_track(self) -> EncodedTrack | None:
+        """A fresh track of the shared encode for one connection; None without one, or when the offer
+        may only carry another codec (``WhipConfig.codec``)."""
+        if self.encoded is None:
+            return None
+        track = self.encoded()
+        shared_codec = track.encoder.config.codec
+        if self.config.codec not in (None, shared_codec):
+            track.stop()
+            log.warning("%s: the publish codec is %s, the shared encode %s: publishing with its own encoder",
+                        self._prefix, self.config.codec, shared_codec)  # fmt: skip
+            self.fallbacks += 1
+            return None
+        return track
+
+    def _use_shared_or_fall_back(self, shared: EncodedTrack, transceiver: Any, answer: str) -> None:
+        """After the answer: tap the sender when the server took the shared codec (PLI/FIR and REMB
+        reach the shared encoder), else swap in the raw track for this connection's own encoder."""
+        sender = transceiver.sender
+        chosen = _sent_codec(transceiver, answer)
+        shared_codec = shared.encoder.config.codec
+        if chosen == shared_codec:
+            shared.tap(sender)
+            return
+        log.warning("%s: the server answered %s, the shared encode is %s: this connection runs its own encoder",
+                    self._prefix, chosen or "no known codec", shared_codec)  # fmt: skip
+        forward = _Forward(self.track)
+        sender.replaceTrack(forward)
+        self._sending = forward
+        self.encoding = "own"
+        self.fallbacks += 1
+        shared.stop()
 
     async def _post(self, offer: str) -> str:
         """POST the offer; return the SDP answer and remember the session's resource URL."""
@@ -351,7 +419,7 @@ class WhipPublisher:
                 pass
             if self.track.readyState == "ended":
                 return "ended"
-            if self._forward is not None and self._forward.readyState == "ended":
+            if self._sending is not None and self._sending.readyState == "ended":
                 # aiortc ends a sender's track when its encoder raises; the connection would stay up
                 # and send nothing
                 return "the video sender stopped (see the aiortc warning above)"
@@ -378,13 +446,13 @@ class WhipPublisher:
 
     async def _teardown(self) -> None:
         """DELETE the server's session and close the connection; never raises."""
-        pc, forward, resource = self._pc, self._forward, self._resource
-        self._pc, self._forward, self._resource, self._lost = None, None, None, None
+        pc, sending, resource = self._pc, self._sending, self._resource
+        self._pc, self._sending, self._resource, self._lost = None, None, None, None
         if pc is not None:
             await self._poll_stats(pc)  # the last byte counts of this connection
         self._done["bytes"] += self._live["bytes"]
         self._done["packets"] += self._live["packets"]
-        self._done["frames"] += forward.frames if forward is not None else 0
+        self._done["frames"] += sending.frames if sending is not None else 0
         self._live = {"bytes": 0, "packets": 0}
         if resource is not None and self._http is not None:
             try:
@@ -394,8 +462,8 @@ class WhipPublisher:
                         log.info("%s: DELETE %s answered %d", self._prefix, safe_url(resource), r.status)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                 log.info("%s: DELETE %s failed (%s)", self._prefix, safe_url(resource), type(e).__name__)
-        if forward is not None:
-            forward.stop()
+        if sending is not None:
+            sending.stop()  # a shared-encode track also leaves its encoder
         if pc is not None:
             try:
                 await pc.close()
@@ -424,6 +492,17 @@ def _codecs(name: str) -> list[Any]:
     mime = {"vp8": "video/VP8", "h264": "video/H264"}[name]
     caps = RTCRtpSender.getCapabilities("video").codecs
     return [c for c in caps if c.mimeType == mime] + [c for c in caps if c.mimeType == "video/rtx"]
+
+
+def _sent_codec(transceiver: Any, answer: str) -> str | None:
+    """'vp8' | 'h264' | ...: the codec the transceiver's sender will use once the answer is applied
+    (aiortc's negotiated list, first entry; the answer's first video codec if that is not there)."""
+    codecs = getattr(transceiver, "_codecs", None)  # aiortc's result of the negotiation
+    if codecs:
+        return str(codecs[0].mimeType).split("/")[-1].lower()
+    m = re.search(r"(?m)^m=video \S+ \S+ (\d+)", answer)
+    name = re.search(rf"(?m)^a=rtpmap:{m.group(1)} ([^/\s]+)/", answer) if m else None
+    return name.group(1).lower() if name else None
 
 
 _HINTS = {

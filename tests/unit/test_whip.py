@@ -2,7 +2,10 @@
 
 The server records every request, so the tests check what goes on the wire: the offer's content
 type, the bearer token, Location resolution, the DELETE on stop, errors as one line, and the
-background task's backoff and re-publish. Janus itself is in tests/integration/test_whip_janus.py.
+background task's backoff and re-publish. With a shared encode, the server's RTP carries the very
+packets a local viewer of that encode gets, its PLI reaches the shared encoder, and a server that
+answers another codec gets the publisher's own encode. Janus itself is in
+tests/integration/test_whip_janus.py.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +27,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from vst.errors import VstError
+from vst.stream.encode import EncodedTrack, EncoderConfig, SharedEncoder
 from vst.stream.whip import WhipConfig, WhipError, WhipPublisher, safe_url
 
 FAST = WhipConfig(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=10.0)
@@ -57,6 +63,13 @@ class FakeWhip:
     frames: int = 0
     sessions: int = 0
     base: str = ""
+    only_codec: str | None = None
+    """Strip every other video codec from the offer before answering (an SFU that takes one codec)."""
+    rtp: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
+    """RTP payloads received, by RTP timestamp: (sequence number, payload)."""
+    rtp_order: list[int] = field(default_factory=list)
+    media_ssrc: int | None = None
+    receivers: list[Any] = field(default_factory=list)
 
     async def post(self, request: web.Request) -> web.Response:
         self.requests.append(("POST", request.path, dict(request.headers)))
@@ -82,10 +95,40 @@ class FakeWhip:
 
             asyncio.ensure_future(pump())
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
+        offer = await request.text()
+        if self.only_codec:
+            offer = only_video_codec(offer, self.only_codec)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        for transceiver in pc.getTransceivers():
+            self._record(transceiver.receiver)
         await pc.setLocalDescription(await pc.createAnswer())
         loc = self.location.format(id=sid, base=self.base)
         return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp", headers={"Location": loc})
+
+    def _record(self, receiver: Any) -> None:
+        """Keep the RTP as it arrives (before aiortc's jitter buffer), then hand it on."""
+        handle = receiver._handle_rtp_packet
+        self.receivers.append(receiver)
+
+        async def record(packet: Any, arrival_time_ms: int) -> None:
+            self.media_ssrc = packet.ssrc
+            if packet.timestamp not in self.rtp:
+                self.rtp[packet.timestamp] = []
+                self.rtp_order.append(packet.timestamp)
+            self.rtp[packet.timestamp].append((packet.sequence_number, packet.payload))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = record
+
+    def vp8_frames(self) -> list[bytes]:
+        """The VP8 frames received, in order (the last, maybe partial, one left out)."""
+        from aiortc.codecs.vpx import vp8_depayload
+
+        return [b"".join(vp8_depayload(p) for _, p in sorted(self.rtp[ts])) for ts in self.rtp_order[:-1]]
+
+    async def send_pli(self) -> None:
+        assert self.media_ssrc is not None and self.receivers
+        await self.receivers[-1]._send_rtcp_pli(self.media_ssrc)
 
     async def delete(self, request: web.Request) -> web.Response:
         self.requests.append(("DELETE", request.path, dict(request.headers)))
@@ -104,6 +147,59 @@ class FakeWhip:
 
 
 Run = Callable[[FakeWhip, Callable[[str], Awaitable[None]]], None]
+
+
+def only_video_codec(sdp: str, name: str) -> str:
+    """``sdp`` with the video m-line's payload types cut to ``name``'s (and their RTX)."""
+    keep = set(re.findall(rf"(?m)^a=rtpmap:(\d+) {name}/", sdp))
+    keep |= {pt for pt, apt in re.findall(r"(?m)^a=fmtp:(\d+) apt=(\d+)", sdp) if apt in keep}
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("m=video"):
+            fields = line.split(" ")
+            line = " ".join(fields[:3] + [f for f in fields[3:] if f in keep])
+        elif (m := re.match(r"a=(?:rtpmap|fmtp|rtcp-fb):(\d+)", line)) and m.group(1) not in keep:
+            continue
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
+@dataclass
+class FakeOutput:
+    seq: int
+    stylized_yuv: np.ndarray
+    captured: float
+
+
+class FakePipeline:
+    """What a ``SharedEncoder`` reads: a new 160x96 I420 picture every 1/30 s (moving noise)."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.rng = np.random.default_rng(0)
+
+    async def next_output(self, seq: int, timeout: float) -> FakeOutput:
+        await asyncio.sleep(1 / 30)
+        self.seq += 1
+        yuv = np.full((144, 160), 128, np.uint8)
+        yuv[:96] = self.rng.integers(0, 256, (96, 160), dtype=np.uint8) // 4 + 100
+        return FakeOutput(self.seq, yuv, time.time())
+
+
+class Collect:
+    """A local viewer of the shared encode: keeps every packet's bytes."""
+
+    def __init__(self, track: EncodedTrack) -> None:
+        self.track = track
+        self.packets: list[bytes] = []
+        self.task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                self.packets.append(bytes(await self.track.recv()))
+        except MediaStreamError:
+            pass
 
 
 @pytest.fixture
@@ -242,6 +338,85 @@ def test_connection_refused(loopback_ice: None) -> None:
         assert str(info.value) == f"WHIP publish to http://user:***@127.0.0.1:{port}/whip: cannot connect (connection refused)"
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- the shared encode
+
+
+def test_publish_sends_the_shared_encode(run: Run) -> None:
+    """The server receives the shared encoder's packets byte for byte (what a local viewer gets), the
+    publish adds no encoder, and the server's PLI reaches the shared encoder."""
+    server = FakeWhip()
+    source = Gray()  # the fallback: never read while the shared encode is sent
+    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="vp8", fixed_bitrate=300_000))  # type: ignore[arg-type]
+    made: list[EncodedTrack] = []
+
+    def subscribe() -> EncodedTrack:
+        made.append(enc.subscribe())
+        return made[-1]
+
+    async def body(base: str) -> None:
+        local = Collect(enc.subscribe())
+        pub = WhipPublisher(f"{base}/whip/ep", source, WhipConfig(codec="vp8"), encoded=subscribe)
+        await pub.publish_once()
+        assert await until(lambda: server.frames >= 15 and len(server.rtp_order) >= 15), (server.frames, pub.stats())
+        assert pub.stats()["encoding"] == "shared" and len(enc.active_tracks()) == 2, pub.stats()
+        before = enc.keyframe_requests.get("PLI/FIR", 0)
+        await server.send_pli()
+        assert await until(lambda: enc.keyframe_requests.get("PLI/FIR", 0) > before), enc.stats()
+        await pub.stop()
+        stats = pub.stats()
+        assert stats["frames_sent"] >= 15 and stats["own_encoder_fallbacks"] == 0, stats
+        assert made[0].readyState == "ended" and made[0] not in enc.tracks, "the publish's track must leave the encoder"
+        local.track.stop()
+        await enc.close()
+
+        received = server.vp8_frames()
+        assert received and not received[0][0] & 0x01, "the server's first frame is not a keyframe"
+        packets = set(local.packets)
+        same = sum(f in packets for f in received)
+        assert same >= len(received) - 1, f"only {same}/{len(received)} received frames are the shared encoder's packets"
+        assert enc.frames_encoded <= len(local.packets) + 3, "more encodes than frames: the publish encoded on its own"
+        assert source.n == 0, "the raw track was read: the publish ran its own encoder"
+
+    run(server, body)
+
+
+def test_another_codec_answered_falls_back_to_its_own_encoder(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    """The shared encode is H.264, the server takes VP8 only: this connection encodes on its own."""
+    server = FakeWhip(only_codec="VP8")
+    source = Gray()
+    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="h264", fixed_bitrate=300_000))  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, "vst.whip")
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", source, encoded=enc.subscribe)
+        await pub.publish_once()
+        assert await until(lambda: server.frames >= 5), pub.stats()
+        stats = pub.stats()
+        await pub.stop()
+        await enc.close()
+        assert stats["encoding"] == "own" and stats["own_encoder_fallbacks"] == 1, stats
+        assert not enc.tracks and enc.frames_encoded == 0, enc.stats()
+        assert source.n >= 5
+
+    run(server, body)
+    assert any("answered vp8, the shared encode is h264" in r.getMessage() for r in caplog.records)
+
+
+def test_a_publish_codec_other_than_the_shared_one_uses_its_own_encoder(run: Run) -> None:
+    server = FakeWhip()
+    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="h264"))  # type: ignore[arg-type]
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Gray(), WhipConfig(codec="vp8"), encoded=enc.subscribe)
+        await pub.publish_once()
+        assert await until(lambda: server.frames >= 3)
+        assert pub.stats()["encoding"] == "own" and not enc.tracks
+        await pub.stop()
+        await enc.close()
+
+    run(server, body)
 
 
 # ---------------------------------------------------------------------- background task
