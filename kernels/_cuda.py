@@ -47,9 +47,12 @@ def full_source(source: str, t: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def kernel(source: str, name: str, t: str) -> Any:
-    """Compile ``source`` with the element type T = ``t`` (cached per source/type)."""
-    cp = cupy()
+def kernel(source: str, name: str, t: str, cp: Any = None) -> Any:
+    """Compile ``source`` with the element type T = ``t`` (cached per source/type/module).
+
+    ``cp``: the cupy module to compile with (a device's ``kernels()``); None: ``cupy()``.
+    """
+    cp = cp if cp is not None else cupy()
     return cp.RawKernel(full_source(source, t), name)
 
 

@@ -72,13 +72,14 @@ def rgb_to_i420_reference(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def rgb_to_i420_cupy(rgb: Any, out: Any = None) -> Any:
+def rgb_to_i420_cupy(rgb: Any, out: Any = None, cp: Any = None) -> Any:
     """CuPy kernel: (H, W, 3) uint8 on the device -> (H*3/2, W) uint8 I420 on the device.
 
     ``out``: a preallocated C-contiguous (H*3/2, W) uint8 array to write (no allocation per frame).
+    ``cp``: the cupy module to use (the CUDA processor passes its device's); None: ``cupy()``.
     Launches on CuPy's current stream.
     """
-    cp = cupy()
+    cp = cp if cp is not None else cupy()
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
     h, w = rgb.shape[:2]
@@ -88,5 +89,5 @@ def rgb_to_i420_cupy(rgb: Any, out: Any = None) -> Any:
     elif out.shape != shape or out.dtype != np.uint8:
         raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
     src = cp.ascontiguousarray(rgb)
-    launch(kernel(_SRC, "rgb_to_i420", "float"), (h // 2) * (w // 2), (src, out, cp.int32(h), cp.int32(w)))
+    launch(kernel(_SRC, "rgb_to_i420", "float", cp), (h // 2) * (w // 2), (src, out, cp.int32(h), cp.int32(w)))
     return out

@@ -401,7 +401,7 @@ class CudaProcessor:
 
                     cp = self.device.kernels()
                     with self.device.kernel_stream(self.compute):
-                        rgb_to_i420_cupy(cp.from_dlpack(slot.dev_out), out=cp.from_dlpack(slot.dev_yuv))
+                        rgb_to_i420_cupy(cp.from_dlpack(slot.dev_out), out=cp.from_dlpack(slot.dev_yuv), cp=cp)
                 if m:
                     m["post"].record(self.compute)
                 slot.compute_done.record(self.compute)

@@ -38,6 +38,7 @@ import numpy as np
 from vst.errors import SourceError, VstError
 from vst.stream.blend_config import DEFAULT_BUDGET, BlendConfig
 from vst.stream.browser_source import BrowserSource
+from vst.stream.cuda_processor import CudaProcessor, ProcessedI420
 from vst.stream.engine import Engine, make_engine
 from vst.stream.newest import OneSlot
 from vst.stream.overlay import STAMP_BITS, STAMP_BLOCKS, STAMP_HEIGHT, banner, read_stamp, stamp_time
@@ -104,6 +105,10 @@ class PipelineConfig:
     """With no new input for this long while the source is down, re-publish a status frame."""
     stamp: bool = False
     """Stamp each output's capture time into its top rows (for glass-to-glass latency tests)."""
+    device_i420: bool = False
+    """CUDA processor: convert to I420 on the GPU and download that (half the bytes, no host conversion)
+    for frames the host publishes as they are (not upscaled, not stamped). ``Output.stylized`` is then
+    decoded from the I420 on first use, so it is no longer the exact RGB."""
 
     @property
     def blend_config(self) -> BlendConfig:
@@ -143,8 +148,8 @@ class Output:
     """One published result. Arrays are never mutated after publishing (viewers share them)."""
 
     seq: int
-    stylized: np.ndarray
-    """(H, W, 3) uint8 RGB."""
+    _stylized: np.ndarray | None
+    """(H, W, 3) uint8 RGB, or None where the CUDA processor gave I420 only (see ``stylized``)."""
     original: np.ndarray
     """(H, W, 3) uint8 RGB, the input the stylized frame came from."""
     stylized_yuv: np.ndarray
@@ -152,6 +157,14 @@ class Output:
     captured: float
     """Wall-clock time (time.time()) the source frame was read."""
     _original_yuv: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def stylized(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB. From the CUDA processor's I420 it is decoded on first use (viewers'
+        encoders read only ``stylized_yuv``); two threads may both convert once, to equal results."""
+        if self._stylized is None:
+            self._stylized = cv2.cvtColor(self.stylized_yuv, cv2.COLOR_YUV2RGB_I420)
+        return self._stylized
 
     @property
     def original_yuv(self) -> np.ndarray:
@@ -461,7 +474,12 @@ class Pipeline:
             frame, captured = item
             t0 = time.perf_counter()
             try:
-                processor.submit(self._shrink(frame.image, captured), captured)
+                image = self._shrink(frame.image, captured)
+                if self.config.device_i420 and isinstance(processor, CudaProcessor):  # unless the host must edit the RGB
+                    h, w = image.shape[:2]
+                    direct = image is frame.image and not self.config.stamp and h % 2 == 0 and w % 2 == 0
+                    processor.set_output("i420" if direct else "rgb")
+                processor.submit(image, captured)
             except Exception as e:  # logged, counted and shown; the next frame tries again
                 self._full.pop(captured, None)
                 self.engine_errors += 1
@@ -532,7 +550,7 @@ class Pipeline:
             stamp_time(image, int(captured * 1000) % (1 << STAMP_BITS))
         return image
 
-    def _on_processed(self, p: Processed) -> None:
+    def _on_processed(self, p: Processed | ProcessedI420) -> None:
         """The processor's output callback (the processing thread on the host, encode threads on CUDA)."""
         with self._publish_lock:
             if p.index <= self._last_index:  # an encode worker finished after a newer frame's: stale
@@ -540,6 +558,11 @@ class Pipeline:
                 return
             self._last_index = p.index
         full = self._full.pop(p.captured, None)
+        if isinstance(p, ProcessedI420) and full is None and not self.config.stamp:  # published as converted on the GPU
+            self._infer_ms.append(p.process_ms)
+            self.frames_inferred += 1
+            self._publish(None, p.original.copy(), p.captured, p.index, p.stylized_yuv.copy())
+            return
         # Published arrays are shared by every viewer and never mutated: copy what the processor may reuse.
         if full is not None and full.shape != p.stylized.shape:  # adaptive: back to the output size
             size = (full.shape[1], full.shape[0])
@@ -552,8 +575,13 @@ class Pipeline:
         self.frames_inferred += 1
         self._publish(self._stamped(stylized, p.captured), original, p.captured, p.index)
 
-    def _publish(self, stylized: np.ndarray, original: np.ndarray, captured: float, index: int | None = None) -> None:
-        yuv = cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420)
+    def _publish(self, stylized: np.ndarray | None, original: np.ndarray, captured: float, index: int | None = None,
+                 yuv: np.ndarray | None = None) -> None:  # fmt: skip
+        """Publish one output; ``yuv`` when it is already I420 (then ``stylized`` may be None)."""
+        if yuv is None:
+            if stylized is None:
+                raise VstError("publish: neither an RGB picture nor its I420 was given")
+            yuv = cv2.cvtColor(stylized, cv2.COLOR_RGB2YUV_I420)
         with self._publish_lock:
             if index is not None and index < self._last_index:  # overtaken during the conversion
                 self.stale_dropped += 1
@@ -610,7 +638,7 @@ class Pipeline:
             "style": self.style.name,
             "backend": engine.backend if engine is not None else None,
             "processor": self._processor.kind if self._processor is not None else None,
-            "size": list(self._out.stylized.shape[1::-1]) if self._out is not None else None,
+            "size": [self._out.stylized_yuv.shape[1], self._out.stylized_yuv.shape[0] * 2 // 3] if self._out is not None else None,
             "processing_size": list(self.processing_size) if self.processing_size is not None else None,
             "size_mode": "auto" if self.config.adaptive else "fixed",
             "size_load": round(self._sizer.load, 2) if self._sizer is not None else None,
