@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import hashlib
 import logging
 import signal
 import time
@@ -27,6 +28,7 @@ from vst.stream.whip import WhipConfig, WhipError, WhipPublisher
 from . import janus
 from .janus import JanusStack, JanusSubscriber
 from .serving import free_port
+from .test_shared_encode import Player
 from .whep_client import run_in_thread
 
 janus_stack = janus.janus_stack  # fixtures, by name
@@ -299,8 +301,8 @@ def test_silent_server_is_detected_and_republished(janus_stack: JanusStack, loop
 
 
 def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loopback_ice: None) -> None:
-    """What ``vst-stream --publish`` does (once serve_cli wires it): the pipeline's stylized track,
-    from the same Fanout local viewers use, published to Janus. Each subscriber frame is matched to
+    """What ``vst-stream --publish`` does: the pipeline's stylized output, as the shared encode of the
+    same Fanout local viewers use (the raw track as its fallback), published to Janus. Each subscriber frame is matched to
     the pipeline output it came from by the latency stamp, and must be that stylized picture, not
     its source."""
     from vst.stream.overlay import STAMP_BITS, read_stamp
@@ -324,7 +326,8 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
                     outputs[int(out.captured * 1000) % (1 << STAMP_BITS)] = out
 
         tapping = asyncio.create_task(tap())
-        pub = WhipPublisher(janus_stack.whip_url(eid), fanout.subscribe("stylized"))
+        pub = WhipPublisher(janus_stack.whip_url(eid), fanout.subscribe("stylized"),
+                            encoded=lambda: fanout.subscribe_encoded("stylized"))  # fmt: skip
         pub.start()
         sub = JanusSubscriber(janus_stack.api)
         pairs: list[tuple[float, float]] = []  # per matched frame: mean |error| vs stylized, vs original
@@ -348,6 +351,7 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
             tapping.cancel()
             await sub.close()
             await pub.stop()
+            await fanout.close()  # the shared encoder's task and thread live on this loop
 
     try:
         pairs, unmatched, stats = run_in_thread(main)
@@ -363,6 +367,7 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
     closer = sum(a < 0.5 * b for a, b in pairs)
     assert closer >= 0.95 * len(pairs), f"frames not clearly the stylized picture: {pairs[:5]}"
     assert to_stylized[len(pairs) // 2] < 8, to_stylized[-5:]
+    assert stats["encoding"] == "shared", stats
 
 
 def _cli_publishes() -> bool:
@@ -375,7 +380,11 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
     """The issue's done-when: ``vst-stream --source sample --publish URL`` shows the stylized stream
     to a Janus subscriber. The stylized frames carry the latency stamp (the source never does), so a
     stamp in the subscriber's frames shows that it receives the stylized output. SIGTERM DELETEs the
-    WHIP session."""
+    WHIP session.
+
+    The publish shares the local viewers' encode (issue 11): with a local WHEP viewer watching too,
+    the VP8 frames Janus forwards are byte-identical to frames the local viewer received (Janus
+    relays the payloads unchanged), and /stats lists one encoder, feeding both."""
     if not _cli_publishes():
         pytest.skip("vst-stream has no --publish yet (serve_cli wiring pending; docs/deploy.md)")
     from vst.stream.overlay import read_stamp
@@ -393,8 +402,10 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
             time.sleep(0.2)
         assert token not in "".join(server.lines), "the publish token leaked into the ready lines"
 
-        async def watch_stamps() -> tuple[int, int]:
-            sub = JanusSubscriber(janus_stack.api)
+        async def watch_stamps() -> tuple[int, int, list[str], list[str], dict[str, Any]]:
+            local = Player(server.base, server.token)  # a local WHEP viewer of the same server
+            await local.start()
+            sub = JanusSubscriber(janus_stack.api, record_rtp=True)
             stamped = total = 0
             try:
                 track = await sub.join(eid)
@@ -403,14 +414,26 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
                     rgb = (await asyncio.wait_for(track.recv(), 5.0)).to_ndarray(format="rgb24")
                     total += 1
                     stamped += read_stamp(rgb) is not None
+                stats = server.stats()  # while both watch
             finally:
                 await sub.close()
-            return stamped, total
+                await local.stop()
+            return stamped, total, [hashlib.sha1(f).hexdigest() for f in sub.vp8_frames()], [h for h, _ in local.frames()], stats
 
-        stamped, total = run_in_thread(watch_stamps)
-        publish = server.stats()["publish"]
+        stamped, total, forwarded, local_frames, stats = run_in_thread(watch_stamps)
+        publish = stats["publish"]
         assert total >= 20 and stamped >= 0.9 * total, f"{stamped}/{total} subscriber frames carry the stamp"
         assert publish["state"] == "publishing" and publish["bytes_sent"] > 0 and token not in str(publish), publish
+        # one encode for the local viewer and the SFU: no second encoder, the same bytes
+        assert publish["encoding"] == "shared" and publish["own_encoder_fallbacks"] == 0, publish
+        encoders = stats["encoders"]
+        assert len(encoders) == 1 and encoders[0]["viewers"] == 2, encoders  # the WHEP viewer and the publish
+        assert stats["viewers"] == 1, stats["viewers"]
+        local_set = set(local_frames)
+        same = sum(f in local_set for f in forwarded)
+        log.info("%d of %d VP8 frames Janus forwarded are byte-identical to the local viewer's (%d frames); encoders %s",
+                 same, len(forwarded), len(local_frames), encoders)  # fmt: skip
+        assert len(forwarded) >= 20 and same >= 0.9 * len(forwarded), f"only {same}/{len(forwarded)} forwarded frames are the shared encode's"
         assert janus_stack.endpoint_enabled(eid)
     finally:
         rc = server.stop()
