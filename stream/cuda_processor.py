@@ -24,6 +24,12 @@ output older than one already handed on is stale and dropped (counted in ``stale
 The blend is ``BlendStage``'s 'lowpass' (vst.kernels.blend) with the same ``BlendConfig``: a float32
 history, live α, and the scene cut decided on the device. Flow (DIS) runs on the submitting thread.
 
+A new frame size never stalls the stream: the engine's per-size preparation (a CUDA graph capture, a
+TensorRT context or build) runs on a builder thread, on its own stream, while frames keep running at the
+old size (resized to it); the next frame of the new size after it is ready switches the buffers. Only
+the very first size is prepared on the submitting thread, announced in the log. Ready sizes are an LRU
+(``CudaConfig.max_sizes``); a failed preparation is logged once and the old size stays.
+
 Every device call goes through a ``vst.stream.cuda_device.Device``: the unit tests run this
 scheduling on the CPU against a fake device (tests/unit/fake_cuda.py).
 """
@@ -35,10 +41,12 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 import torch
 
@@ -112,12 +120,23 @@ class CudaConfig:
     """Longest wait for a free slot before ``submit`` gives up with a VstError (a stuck sink)."""
     flow: str = "dis"
     """The blend's flow estimator (``vst.flow.make_flow`` name), run on the submitting thread."""
+    max_sizes: int = 4
+    """Frame sizes whose engine input (CUDA graph, TensorRT context) is known ready, least recently used
+    forgotten first; a forgotten size is prepared again beside the stream. Keep it at most the engine's
+    own bound (``EngineOptions.max_graphs``), which is what frees the device memory."""
+    switch_wait_s: float = 0.1
+    """How long a new size's engine preparation may hold ``submit`` before frames go on at the old size
+    (resized to it) while it finishes beside the stream: a quick one switches at once."""
     output: OutputFormat = "rgb"
     """What is downloaded: 'rgb' (H, W, 3), or 'i420' converted on the device (1.5 bytes a pixel
     instead of 3) for a sink that encodes; then the callback gets ``ProcessedI420``. ``set_output``
     changes it between frames."""
 
     def __post_init__(self) -> None:
+        if self.max_sizes < 1:
+            raise ValueError(f"max_sizes must be at least 1, got {self.max_sizes}")
+        if self.switch_wait_s < 0:
+            raise ValueError(f"switch_wait_s must be >= 0, got {self.switch_wait_s}")
         if self.output not in ("rgb", "i420"):
             raise ValueError(f"output must be 'rgb' or 'i420', not {self.output!r}")
 
@@ -146,6 +165,20 @@ class ProcessedI420:
         import cv2
 
         return cv2.cvtColor(self.stylized_yuv, cv2.COLOR_YUV2RGB_I420)
+
+
+@dataclass
+class _Build:
+    """One engine preparation for a new frame size, on its own thread."""
+
+    size: tuple[int, int]
+    """(H, W) of the frames."""
+    padded: tuple[int, int]
+    """(Hp, Wp) the engine runs."""
+    engine: Any
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 @dataclass
@@ -200,6 +233,13 @@ class CudaProcessor:
         self._have_history = False
         self._prev_frame: np.ndarray | None = None
         self._flow: Any = None
+        # new input sizes (submitting thread only): prepared beside the stream, LRU of the ready ones
+        self._ready: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._build: _Build | None = None
+        self._failed: set[tuple[int, int]] = set()
+        self._builder_stream = self.device.stream()
+        self.resized_frames = 0
+        """Frames run at the previous size (resized to it) while a new size was being prepared."""
         self._count = 0
         self._newest_emitted = -1
         self._emit_lock = threading.Lock()
@@ -216,6 +256,7 @@ class CudaProcessor:
         """Host flow time per frame (ms), with blending on."""
         if config.size is not None:
             self._allocate(config.size[1], config.size[0])
+            self._mark_ready((self.hp, self.wp))
         self._collector = threading.Thread(target=self._collect, name="vst-d2h-collector", daemon=True)
         self._collector.start()
 
@@ -296,8 +337,13 @@ class CudaProcessor:
         """Switch engines (a style switch): waits for in-flight frames, re-fetches the static input."""
         self.flush()
         self.engine = engine
+        # what was prepared, building or refused belongs to the old engine (a build in flight finishes unused)
+        self._ready.clear()
+        self._build = None
+        self._failed.clear()
         if self.slots:
             self._allocate(self.h, self.w)
+            self._mark_ready((self.hp, self.wp))
 
     def set_blend(self, alpha: float) -> None:
         self._alpha = self.blend_config.check_alpha(alpha)
@@ -327,8 +373,7 @@ class CudaProcessor:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VstError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
         if (h, w) != (self.h, self.w):
-            self.flush()
-            self._allocate(h, w)
+            frame = self._new_size(frame)
         t0 = time.perf_counter()
         slot = self._take_slot()
         handed_on = False
@@ -342,6 +387,81 @@ class CudaProcessor:
         finally:
             if not handed_on:
                 slot.free.set()
+
+    # ------------------------------------------------------------------ new input sizes
+
+    def _new_size(self, frame: np.ndarray) -> np.ndarray:
+        """A frame of another size than the buffers: switch to it if its engine input is ready, else prepare
+        it beside the stream and return the frame resized to the current size (what runs meanwhile)."""
+        h, w = frame.shape[:2]
+        if not self.slots:  # nothing runs yet: nothing to keep flowing, so this one waits
+            log.warning("building the engine for %dx%d (the first size): the first frame waits for it", w, h)
+            self._switch(h, w)
+            return frame
+        self._harvest()
+        padded = GENERATOR_SPEC.padded_hw(h, w)
+        if padded in self._ready:
+            self._switch(h, w)
+            return frame
+        if (h, w) not in self._failed and self._build is None:  # one build at a time; others wait their turn
+            b = self._start_build(h, w, padded)
+            b.done.wait(self.config.switch_wait_s)  # a quick one (a graph the engine still has) switches at once
+            self._harvest()
+            if padded in self._ready:
+                self._switch(h, w)
+                return frame
+        self.resized_frames += 1
+        return cv2.resize(frame, (self.w, self.h), interpolation=cv2.INTER_AREA)
+
+    def _start_build(self, h: int, w: int, padded: tuple[int, int]) -> _Build:
+        b = self._build = _Build((h, w), padded, self.engine, time.monotonic())
+        log.warning("frame size %dx%d: preparing its engine beside the stream; frames run at %dx%d until it is ready",
+                    w, h, self.w, self.h)  # fmt: skip
+        threading.Thread(target=self._run_build, args=(b,), name="vst-build", daemon=True).start()
+        return b
+
+    def _run_build(self, b: _Build) -> None:
+        """Builder thread: the engine's slow per-size step (CUDA graph capture, TensorRT build/context), on
+        its own stream; graph capture there is thread-local, so the inference thread keeps launching."""
+        try:
+            with torch.inference_mode(), self.device.use(self._builder_stream):
+                b.engine.static_input(b.padded)
+        except BaseException as e:  # reported once by _harvest on the submitting thread
+            b.error = e
+        finally:
+            b.done.set()
+
+    def _harvest(self) -> None:
+        """A finished build: its size is ready (switched to by the next frame of that size) or refused."""
+        b = self._build
+        if b is None or not b.done.is_set():
+            return
+        self._build = None
+        if b.engine is not self.engine:
+            return
+        h, w = b.size
+        if b.error is not None:
+            self._failed.add(b.size)
+            log.error("frame size %dx%d: engine preparation failed (%s: %s); staying at %dx%d",
+                      w, h, type(b.error).__name__, b.error, self.w, self.h)  # fmt: skip
+            return
+        log.info("frame size %dx%d: engine ready after %.2f s", w, h, time.monotonic() - b.started)
+        self._mark_ready(b.padded)
+
+    def _switch(self, h: int, w: int) -> None:
+        """Rebuild the buffers for (h, w) (the engine input is ready, or this is the first size)."""
+        self.flush()
+        self._allocate(h, w)
+        self._mark_ready((self.hp, self.wp))
+
+    def _mark_ready(self, padded: tuple[int, int]) -> None:
+        self._ready[padded] = None
+        self._ready.move_to_end(padded)
+        while len(self._ready) > self.config.max_sizes:
+            (hp, wp), _ = self._ready.popitem(last=False)
+            log.info("forgot the prepared size %dx%d (LRU, %d kept)", wp, hp, self.config.max_sizes)
+
+    # ------------------------------------------------------------------ enqueue
 
     def _enqueue(self, slot: _Slot, frame: np.ndarray, captured: float, t0: float) -> None:
         dev = self.device
