@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -85,6 +86,9 @@ class TorchCudaEngine:
             # Our own graph capture below does the launch-overhead part; inductor only fuses.
             self.net = torch.compile(net, mode="max-autotune-no-cudagraphs", dynamic=False)  # type: ignore[assignment]
         self._graphs: OrderedDict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = OrderedDict()
+        # The CUDA processor captures a new size on a builder thread while the inference thread replays:
+        # the lock covers the table only, never a capture (that would stall inference for its duration).
+        self._graphs_lock = threading.Lock()
         self._inputs: dict[tuple[int, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ tensor-level API (pipeline)
@@ -119,10 +123,21 @@ class TorchCudaEngine:
             return static_out
 
     def _graph(self, hw: tuple[int, int]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
-        entry = self._graphs.get(hw)
-        if entry is not None:
-            self._graphs.move_to_end(hw)
-            return entry
+        with self._graphs_lock:
+            entry = self._graphs.get(hw)
+            if entry is not None:
+                self._graphs.move_to_end(hw)
+                return entry
+        entry = self._capture(hw)
+        with self._graphs_lock:
+            self._graphs[hw] = entry
+            while len(self._graphs) > self.max_graphs:
+                old, _ = self._graphs.popitem(last=False)  # its memory returns to torch's pool
+                log.info("dropped the CUDA graph for %dx%d (LRU, %d kept)", old[1], old[0], self.max_graphs)
+        return entry
+
+    def _capture(self, hw: tuple[int, int]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        """Warm up and capture the net at padded size ``hw``, ordered after the calling thread's current stream."""
         log.info("capturing a CUDA graph for %dx%d", hw[1], hw[0])
         static_in = torch.zeros(1, 3, *hw, device=self.torch_device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         side = torch.cuda.Stream()
@@ -135,11 +150,7 @@ class TorchCudaEngine:
         # thread_local: another thread's CUDA calls (an engine build for a style switch) cannot break this capture
         with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.net(static_in)
-        entry = self._graphs[hw] = (graph, static_in, static_out)
-        while len(self._graphs) > self.max_graphs:
-            old, _ = self._graphs.popitem(last=False)  # its memory returns to torch's pool
-            log.info("dropped the CUDA graph for %dx%d (LRU, %d kept)", old[1], old[0], self.max_graphs)
-        return entry
+        return graph, static_in, static_out
 
     # ------------------------------------------------------------------ frame API (Engine protocol)
 

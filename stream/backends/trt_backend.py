@@ -13,6 +13,8 @@ Python API; unverified here (TensorRT cannot be installed on the development mac
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class _Slot:
     context: Any
     input: Any  # torch.Tensor (1, 3, H, W) on cuda
     output: Any  # torch.Tensor (1, 3, H, W) on cuda
+    engine: Any  # the ICudaEngine the context came from: kept alive while the context may still run
 
 
 class TensorRTEngine:
@@ -43,7 +46,8 @@ class TensorRTEngine:
     device = "cuda"
 
     def __init__(self, style: Style, options: EngineOptions | str | None = None) -> None:
-        precision = engine_options(options).precision
+        opts = engine_options(options)
+        precision = opts.precision
         from vst.export.trt_build import import_tensorrt
 
         self.trt = import_tensorrt()  # BackendUnavailable "TensorRT not installed ..." without it
@@ -66,7 +70,12 @@ class TensorRTEngine:
         self._runtime = self.trt.Runtime(_trt_logger())
         self._engine: Any = None
         self._path: Path | None = None
-        self._slots: dict[tuple[int, int], _Slot] = {}  # (H, W) -> slot
+        self._slots: OrderedDict[tuple[int, int], _Slot] = OrderedDict()  # (H, W) -> slot, least recently used first
+        self.max_contexts = max(1, opts.max_graphs)
+        """Execution contexts (one per frame size) kept; ``EngineOptions.max_graphs`` bounds both CUDA engines."""
+        # The CUDA processor prepares a new size on a builder thread while the inference thread runs: the
+        # lock covers the tables only, never a build (minutes) or a load.
+        self._lock = threading.Lock()
         self._profiles: dict[tuple[int, int], int] = {}  # (H, W) -> profile index
         self.sizes: list[tuple[int, int]] = []  # (W, H) the loaded engine covers
 
@@ -96,30 +105,46 @@ class TensorRTEngine:
         for p in range(engine.num_optimization_profiles):
             _, opt, _ = engine.get_tensor_profile_shape(self.input_name, p)
             profiles[(int(opt[2]), int(opt[3]))] = p
-        self._slots.clear()  # contexts of the old engine die with it
-        self._engine, self._path, self._profiles, self.sizes = engine, path, profiles, sizes
+        with self._lock:  # contexts in use keep the old engine alive (_Slot.engine) until they are dropped
+            self._slots.clear()
+            self._engine, self._path, self._profiles, self.sizes = engine, path, profiles, sizes
         log.info("loaded %s (%d profile(s), input %s %s)", path.name, len(profiles), self.input_name, self.dtype)
 
     def _slot(self, hw: tuple[int, int]) -> _Slot:
-        slot = self._slots.get(hw)
-        if slot is not None:
-            return slot
-        import torch
-
-        if hw not in self._profiles:
+        with self._lock:
+            slot = self._slots.get(hw)
+            if slot is not None:
+                self._slots.move_to_end(hw)
+                return slot
+            covered = hw in self._profiles
+        if not covered:  # slow (a build): outside the lock, so the inference thread keeps running
             log.warning("frame size %dx%d is not in the engine; asking vst.export to build one that has it", hw[1], hw[0])
             self.prepare([(hw[1], hw[0])])
-        context = self._engine.create_execution_context()
+        with self._lock:
+            slot = self._slots.get(hw)
+            if slot is None:
+                slot = self._slots[hw] = self._new_slot(hw)
+                while len(self._slots) > self.max_contexts:
+                    old, _ = self._slots.popitem(last=False)
+                    log.info("dropped the TensorRT context for %dx%d (LRU, %d kept)", old[1], old[0], self.max_contexts)
+            return slot
+
+    def _new_slot(self, hw: tuple[int, int]) -> _Slot:
+        """An execution context on the loaded engine's profile for ``hw``, with its I/O buffers (under the lock)."""
+        import torch
+
+        engine = self._engine
+        context = engine.create_execution_context()
         stream = self._stream.cuda_stream
         # Set once per context: each context stays on its own profile, so no per-frame profile switch.
         context.set_optimization_profile_async(self._profiles[hw], stream)
         shape = (1, 3, *hw)
         context.set_input_shape(self.input_name, shape)
-        x = torch.zeros(shape, device=self.torch_device, dtype=self.dtype)
-        y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.torch_device, dtype=self.out_dtype)
+        with torch.cuda.stream(self._stream):  # the memset is ordered before this engine's executes, whoever calls
+            x = torch.zeros(shape, device=self.torch_device, dtype=self.dtype)
+            y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.torch_device, dtype=self.out_dtype)
         context.set_tensor_address(self.output_name, y.data_ptr())
-        slot = self._slots[hw] = _Slot(context, x, y)
-        return slot
+        return _Slot(context, x, y, engine)
 
     # ------------------------------------------------------------------ tensor-level API (pipeline)
 
