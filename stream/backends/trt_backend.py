@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
+from vst.stream.cuda_device import Device
 from vst.stream.engine import EngineOptions, engine_options
 from vst.styles import Style
 
@@ -45,7 +46,8 @@ class TensorRTEngine:
 
     device = "cuda"
 
-    def __init__(self, style: Style, options: EngineOptions | str | None = None) -> None:
+    def __init__(self, style: Style, options: EngineOptions | str | None = None, device: Device | None = None) -> None:
+        """``device``: where streams and buffers come from (None: the GPU; the unit tests pass a fake one)."""
         opts = engine_options(options)
         precision = opts.precision
         from vst.export.trt_build import import_tensorrt
@@ -53,14 +55,19 @@ class TensorRTEngine:
         self.trt = import_tensorrt()  # BackendUnavailable "TensorRT not installed ..." without it
         import torch
 
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("backend tensorrt needs a CUDA GPU; none found")
+        if device is None:
+            if not torch.cuda.is_available():
+                raise BackendUnavailable("backend tensorrt needs a CUDA GPU; none found")
+            from vst.stream.cuda_device import TorchCudaDevice
+
+            device = TorchCudaDevice()
+        self._device: Device = device
         if precision not in ("auto", "fp16", "fp32"):
             raise VstError(f"tensorrt supports precision fp16 or fp32, not {precision!r}")
         self.precision = "fp16" if precision == "auto" else precision
         self.style = style
-        self.torch_device = torch.device("cuda")
-        self._stream = torch.cuda.Stream()  # TensorRT enqueues here, never on the legacy default stream
+        self.torch_device = device.torch_device
+        self._stream: Any = device.stream()  # TensorRT enqueues here, never on the legacy default stream
         # The I/O dtype the engine will have (confirmed from the engine when it loads).
         self.dtype = self.out_dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if style.kind != "torch":
@@ -140,7 +147,7 @@ class TensorRTEngine:
         context.set_optimization_profile_async(self._profiles[hw], stream)
         shape = (1, 3, *hw)
         context.set_input_shape(self.input_name, shape)
-        with torch.cuda.stream(self._stream):  # the memset is ordered before this engine's executes, whoever calls
+        with self._device.use(self._stream):  # the memset is ordered before this engine's executes, whoever calls
             x = torch.zeros(shape, device=self.torch_device, dtype=self.dtype)
             y = torch.empty(tuple(context.get_tensor_shape(self.output_name)), device=self.torch_device, dtype=self.out_dtype)
         context.set_tensor_address(self.output_name, y.data_ptr())
@@ -169,14 +176,14 @@ class TensorRTEngine:
         if self._engine is None:
             self.prepare([(hw[1], hw[0])])
         slot = self._slot(hw)
-        self._stream.wait_stream(caller)
-        with torch.cuda.stream(self._stream):
+        self._stream.wait_stream(caller)  # the input was written on the caller's stream
+        with self._device.use(self._stream):
             if x.data_ptr() != slot.input.data_ptr():
                 slot.input.copy_(x)
             slot.context.set_tensor_address(self.input_name, slot.input.data_ptr())
             if not slot.context.execute_async_v3(self._stream.cuda_stream):
                 raise VstError("TensorRT execute_async_v3 failed (see the tensorrt log lines)")
-        caller.wait_stream(self._stream)
+        caller.wait_stream(self._stream)  # the caller's later work reads the output
         return slot.output
 
     # ------------------------------------------------------------------ frame API (Engine protocol)

@@ -5,6 +5,7 @@ emulation (tests/unit/cuda_emulation.py). What it cannot show: real overlap, rac
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +17,14 @@ import torch
 from cuda_emulation import EmulatedCupy
 
 
+_handles = itertools.count(1)  # 0 would be the legacy default stream: no fake stream is ever that
+
+
 class FakeStream:
     def __init__(self) -> None:
         self.waits = 0
+        self.cuda_stream = next(_handles)
+        """A handle, as ``torch.cuda.Stream.cuda_stream`` (what TensorRT's execute_async_v3 takes)."""
 
     def wait_event(self, event: Any) -> None:
         self.waits += 1
