@@ -382,6 +382,38 @@ def test_publish_sends_the_shared_encode(run: Run) -> None:
     run(server, body)
 
 
+def test_a_republish_subscribes_afresh_and_starts_at_a_keyframe(run: Run) -> None:
+    """The server drops the publish: the next connection gets a new track of the shared encode (the
+    old one has left the encoder) and the server's first frame on it is a keyframe."""
+    server = FakeWhip()
+    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="vp8", fixed_bitrate=300_000))  # type: ignore[arg-type]
+    made: list[EncodedTrack] = []
+
+    def subscribe() -> EncodedTrack:
+        made.append(enc.subscribe())
+        return made[-1]
+
+    async def body(base: str) -> None:
+        pub = WhipPublisher(f"{base}/whip/ep", Gray(), FAST, encoded=subscribe)
+        pub.start()
+        assert await pub.wait_publishing(10), pub.stats()
+        assert await until(lambda: server.frames >= 5)
+        frames_before = len(server.rtp_order)
+        await server.peers["0"].close()
+        assert await until(lambda: pub.stats()["reconnects"] == 1 and pub.state == "publishing"), pub.stats()
+        assert await until(lambda: len(server.rtp_order) >= frames_before + 10), pub.stats()
+        stats = pub.stats()
+        await pub.stop()
+        await enc.close()
+        assert len(made) == 2 and made[0].readyState == "ended" and made[0] not in enc.tracks
+        assert stats["encoding"] == "shared" and stats["frames_sent"] >= 15, stats
+        second = server.vp8_frames()[frames_before:]
+        assert second and not second[0][0] & 0x01, "the re-published stream does not start at a keyframe"
+        assert enc.keyframe_requests.get("join", 0) == 2, enc.keyframe_requests
+
+    run(server, body)
+
+
 def test_another_codec_answered_falls_back_to_its_own_encoder(run: Run, caplog: pytest.LogCaptureFixture) -> None:
     """The shared encode is H.264, the server takes VP8 only: this connection encodes on its own."""
     server = FakeWhip(only_codec="VP8")
