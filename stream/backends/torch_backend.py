@@ -147,9 +147,17 @@ class TorchCudaEngine:
                 self.net(static_in)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        # thread_local: another thread's CUDA calls (an engine build for a style switch) cannot break this capture
-        with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            static_out = self.net(static_in)
+        # Captured on our own side stream, not through ``torch.cuda.graph``: that one synchronizes the whole
+        # device and empties the allocator's caches on entry, and shares one capture stream between threads,
+        # all of which would stall or break the inference thread that runs beside this one.
+        # thread_local: the other threads' CUDA calls (inference, an engine build) cannot break this capture.
+        with torch.inference_mode(), torch.cuda.stream(side):
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                static_out = self.net(static_in)
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream().wait_stream(side)
         return graph, static_in, static_out
 
     # ------------------------------------------------------------------ frame API (Engine protocol)
