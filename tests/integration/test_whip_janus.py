@@ -93,6 +93,34 @@ class PatternTrack(MediaStreamTrack):
 
 
 @dataclass
+class PatternOutput:
+    seq: int
+    stylized_yuv: np.ndarray
+    captured: float
+
+
+class PatternPipeline:
+    """What a ``SharedEncoder`` reads from a pipeline: ``pattern(n)`` as I420 at ``FPS``."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._t0: float | None = None
+
+    async def next_output(self, seq: int, timeout: float) -> PatternOutput:
+        import cv2
+
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        wait = self._t0 + self.n / FPS - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        yuv = cv2.cvtColor(pattern(self.n % (1 << BITS)), cv2.COLOR_RGB2YUV_I420)
+        self.n += 1
+        return PatternOutput(self.n, yuv, time.time())
+
+
+@dataclass
 class Received:
     """What a subscriber decoded: frame number -> (arrival time, mean |error| vs the pattern)."""
 
@@ -225,14 +253,19 @@ def test_dead_url_is_a_clear_error(loopback_ice: None) -> None:
     assert "connection refused" in str(err) and url in str(err), str(err)
 
 
-def test_republishes_after_janus_and_whip_server_restart(janus_stack: JanusStack, loopback_ice: None) -> None:
+@pytest.mark.parametrize("encoding", ["own", "shared"])
+def test_republishes_after_janus_and_whip_server_restart(janus_stack: JanusStack, loopback_ice: None, encoding: str) -> None:
     """Kill -9 both services mid-publish, start them again on the same ports: the publisher notices,
-    re-publishes within 10 s of the services being back, and a new subscriber sees the pattern."""
+    re-publishes within 10 s of the services being back, and a new subscriber sees the pattern.
+    'shared': the publish sends a SharedEncoder's packets, as ``vst-stream --publish`` does."""
+    from vst.stream.encode import EncoderConfig, SharedEncoder
+
     eid = janus_stack.create_endpoint()
     source = PatternTrack()
+    shared = SharedEncoder(PatternPipeline(), "stylized", EncoderConfig()) if encoding == "shared" else None  # type: ignore[arg-type]
 
     async def main() -> tuple[float, float, dict[str, Any], Received, bool]:
-        pub = WhipPublisher(janus_stack.whip_url(eid), source)
+        pub = WhipPublisher(janus_stack.whip_url(eid), source, encoded=shared.subscribe if shared else None)
         pub.start()
         try:
             assert await pub.wait_publishing(PUBLISH_TIMEOUT_S), pub.stats()
@@ -251,13 +284,15 @@ def test_republishes_after_janus_and_whip_server_restart(janus_stack: JanusStack
             alive = pub._task is not None and not pub._task.done()
         finally:
             await pub.stop()
+            if shared is not None:
+                await shared.close()
         return t_back - t_kill, t_back - t_up, stats, got, alive
 
     since_kill, since_up, stats, got, alive = run_in_thread(main)
     source.stop()
     log.info("re-published %.1f s after the kill, %.1f s after the services were back; %s", since_kill, since_up, stats)
     assert alive, "the publisher's background task died"
-    assert stats["reconnects"] >= 1 and stats["state"] == "publishing", stats
+    assert stats["reconnects"] >= 1 and stats["state"] == "publishing" and stats["encoding"] == encoding, stats
     assert since_up <= 10.0
     good = [n for n, (_, err) in got.frames.items() if err < 40]
     assert len(good) >= 30, f"after the restart a subscriber decoded only {len(got.frames)} frames"
