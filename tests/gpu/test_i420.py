@@ -37,7 +37,8 @@ def test_processor_i420_equals_its_rgb_converted(tmp_path_factory: pytest.TempPa
         engine = make_engine(style, "torch-cuda")
         store = got[output]
         proc = CudaProcessor(engine, CudaConfig(encode_workers=1, output=output),  # type: ignore[arg-type]
-                             lambda p: store.__setitem__(p.index, (p.stylized_yuv if output == "i420" else p.stylized).copy()))  # fmt: skip
+                             lambda p, store=store, output=output: store.__setitem__(
+                                 p.index, (p.stylized_yuv if output == "i420" else p.stylized).copy()))  # fmt: skip
         try:
             for f in frames:
                 proc.submit(f, 0.0)
