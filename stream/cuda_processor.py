@@ -28,7 +28,8 @@ A new frame size never stalls the stream: the engine's per-size preparation (a C
 TensorRT context or build) runs on a builder thread, on its own stream, while frames keep running at the
 old size (resized to it); the next frame of the new size after it is ready switches the buffers. Only
 the very first size is prepared on the submitting thread, announced in the log. Ready sizes are an LRU
-(``CudaConfig.max_sizes``); a failed preparation is logged once and the old size stays.
+(``CudaConfig.max_sizes``); a failed preparation is logged once and the old size stays. A style switch
+(``set_engine``) is prepared the same way: the old engine runs until the new one's input is ready.
 
 Every device call goes through a ``vst.stream.cuda_device.Device``: the unit tests run this
 scheduling on the CPU against a fake device (tests/unit/fake_cuda.py).
@@ -236,6 +237,7 @@ class CudaProcessor:
         # new input sizes (submitting thread only): prepared beside the stream, LRU of the ready ones
         self._ready: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._build: _Build | None = None
+        self._engine_build: _Build | None = None  # a style switch being prepared (set_engine)
         self._failed: set[tuple[int, int]] = set()
         self._builder_stream = self.device.stream()
         self.resized_frames = 0
@@ -334,7 +336,33 @@ class CudaProcessor:
         self._output = output
 
     def set_engine(self, engine: TensorEngine) -> None:
-        """Switch engines (a style switch): waits for in-flight frames, re-fetches the static input."""
+        """Switch engines (a style switch). Before the first frame at once; while running, the new engine's
+        input at the current size (its graph capture or TensorRT context) is prepared on a builder thread
+        while the old engine keeps running, and the switch happens between frames once it is ready (here
+        already, if that takes at most ``switch_wait_s``). A failure is logged once and the old engine stays."""
+        if not self.slots:
+            self._adopt(engine)
+            return
+        b = self._engine_build = _Build((self.h, self.w), (self.hp, self.wp), engine, time.monotonic())
+        threading.Thread(target=self._run_build, args=(b,), name="vst-build-engine", daemon=True).start()
+        if not b.done.wait(self.config.switch_wait_s):
+            log.warning("engine %s: preparing it at %dx%d beside the stream; the current engine runs until it is ready",
+                        engine.backend, self.w, self.h)  # fmt: skip
+        self._harvest_engine()
+
+    def _harvest_engine(self) -> None:
+        b = self._engine_build
+        if b is None or not b.done.is_set():
+            return
+        self._engine_build = None
+        if b.error is not None:
+            log.error("engine %s: preparation failed (%s: %s); the current engine stays",
+                      b.engine.backend, type(b.error).__name__, b.error)  # fmt: skip
+            return
+        self._adopt(b.engine)
+
+    def _adopt(self, engine: TensorEngine) -> None:
+        """Run ``engine`` from the next frame on: waits for in-flight frames, re-fetches the static input."""
         self.flush()
         self.engine = engine
         # what was prepared, building or refused belongs to the old engine (a build in flight finishes unused)
@@ -342,7 +370,7 @@ class CudaProcessor:
         self._build = None
         self._failed.clear()
         if self.slots:
-            self._allocate(self.h, self.w)
+            self._allocate(self.h, self.w)  # instant at the size it was prepared for; else prepared here
             self._mark_ready((self.hp, self.wp))
 
     def set_blend(self, alpha: float) -> None:
@@ -372,6 +400,8 @@ class CudaProcessor:
         h, w = frame.shape[:2]
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VstError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+        if self._engine_build is not None:
+            self._harvest_engine()
         if (h, w) != (self.h, self.w):
             frame = self._new_size(frame)
         t0 = time.perf_counter()

@@ -160,3 +160,39 @@ def test_a_style_switch_forgets_what_the_old_engine_prepared() -> None:
         assert list(proc._ready) == [_padded(B)]  # only the size it runs now, re-fetched from the new engine
     finally:
         proc.close()
+
+
+def test_a_style_switch_is_prepared_beside_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    """The new engine's input (its graph capture) is prepared on the builder thread; the old engine keeps
+    running meanwhile, then the next frame runs the new one. A failed preparation keeps the old engine."""
+    caplog.set_level(logging.INFO, "vst.cuda_processor")
+    old, sink = SlowSizeEngine(), Shapes()
+    proc = CudaProcessor(old, CudaConfig(depth=2, switch_wait_s=0.0), sink, FakeDevice())
+    try:
+        proc.submit(_frame(*A), 0.0)
+        new = SlowSizeEngine()
+        new.gate.clear()
+        proc.set_engine(new)  # returns at once: the preparation waits for the gate
+        for _ in range(3):
+            proc.submit(_frame(*A), 0.0)
+        proc.flush(timeout=5)
+        assert old.calls == 4 and new.calls == 0 and proc.engine is old
+        assert "preparing it at 64x36 beside the stream" in caplog.text
+        new.gate.set()
+        assert _until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
+        proc.submit(_frame(*A), 0.0)
+        proc.flush(timeout=5)
+        assert proc.engine is new and new.calls == 1 and old.calls == 4
+        assert (_padded(A), "vst-build-engine") in new.prepared
+
+        broken = SlowSizeEngine(fail={_padded(A)})
+        proc.set_engine(broken)
+        assert _until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
+        for _ in range(3):
+            proc.submit(_frame(*A), 0.0)
+        proc.flush(timeout=5)
+        assert proc.engine is new and new.calls == 4 and broken.calls == 0
+    finally:
+        proc.close()
+    failures = [r for r in caplog.records if "preparation failed" in r.getMessage()]
+    assert len(failures) == 1 and "the current engine stays" in failures[0].getMessage()
