@@ -163,8 +163,6 @@ class ProcessedI420:
     @functools.cached_property
     def stylized(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB decoded from ``stylized_yuv`` (lossy: chroma is 4:2:0)."""
-        import cv2
-
         return cv2.cvtColor(self.stylized_yuv, cv2.COLOR_YUV2RGB_I420)
 
 
