@@ -154,7 +154,7 @@ def test_a_failing_sink_surfaces_in_flush_and_submit(device: FakeDevice) -> None
 
 def test_a_new_size_rebuilds_the_buffers(device: FakeDevice) -> None:
     sink = Collect()
-    proc = CudaProcessor(FakeTensorEngine(), CudaConfig(size=(50, 34)), sink, device)
+    proc = CudaProcessor(FakeTensorEngine(), CudaConfig(size=(50, 34), switch_wait_s=5.0), sink, device)
     try:
         for f in _frames(2, 34, 50) + _frames(2, 48, 64):
             proc.submit(f)
