@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from .serving import free_port
+from .whep_client import RtpLog
 
 log = logging.getLogger("tests.janus")
 
@@ -340,9 +341,8 @@ class JanusSubscriber:
     def __init__(self, api: str, record_rtp: bool = False) -> None:
         self.api = api
         self.record_rtp = record_rtp
-        self.rtp: dict[int, list[tuple[int, bytes]]] = {}
-        """With ``record_rtp``: the RTP payloads as they arrive, by RTP timestamp (sequence number, payload)."""
-        self.rtp_order: list[int] = []
+        self.rtp = RtpLog()
+        """With ``record_rtp``: the video RTP as it arrives."""
         self.session: int | None = None
         self.handle: int | None = None
         self.pc: Any = None
@@ -416,33 +416,13 @@ class JanusSubscriber:
         if self.record_rtp:
             for transceiver in self.pc.getTransceivers():
                 if transceiver.kind == "video":
-                    self._record(transceiver.receiver)
+                    self.rtp.hook(transceiver.receiver)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._send(f"/{self.session}/{self.handle}",
                          {"janus": "message", "body": {"request": "start"},
                           "jsep": {"type": "answer", "sdp": self.pc.localDescription.sdp}})  # fmt: skip
         self.track = await asyncio.wait_for(got, timeout)
         return self.track
-
-    def _record(self, receiver: Any) -> None:
-        """Keep each RTP packet's payload before aiortc's jitter buffer (a private hook: aiortc has no
-        public one), then hand the packet on."""
-        handle = receiver._handle_rtp_packet
-
-        async def record(packet: Any, arrival_time_ms: int) -> None:
-            if packet.timestamp not in self.rtp:
-                self.rtp[packet.timestamp] = []
-                self.rtp_order.append(packet.timestamp)
-            self.rtp[packet.timestamp].append((packet.sequence_number, packet.payload))
-            await handle(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = record
-
-    def vp8_frames(self) -> list[bytes]:
-        """The VP8 frames received (``record_rtp``), in order, the last (maybe partial) one left out."""
-        from aiortc.codecs.vpx import vp8_depayload
-
-        return [b"".join(vp8_depayload(p) for _, p in sorted(self.rtp[ts])) for ts in self.rtp_order[:-1]]
 
     async def close(self) -> None:
         if self._poller is not None:

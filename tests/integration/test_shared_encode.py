@@ -20,10 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.codecs.vpx import vp8_depayload
 
 from .serving import VstServer, make_test_style
-from .whep_client import run_in_thread
+from .whep_client import RtpLog, run_in_thread
 
 
 @dataclass
@@ -33,30 +32,15 @@ class Player:
     base: str
     token: str | None
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
-    packets: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
-    order: list[int] = field(default_factory=list)
+    rtp: RtpLog = field(default_factory=RtpLog)
     decoded: int = 0
     location: str = ""
-    receiver: Any = None
-    media_ssrc: int | None = None
 
     async def start(self) -> None:
         from vst.stream.webrtc import restrict_ice_to_host
 
         restrict_ice_to_host("127.0.0.1")
-        transceiver = self.pc.addTransceiver("video", direction="recvonly")
-        self.receiver = transceiver.receiver
-        handle = self.receiver._handle_rtp_packet
-
-        async def record(packet: Any, arrival_time_ms: int) -> None:  # the RTP as it arrives
-            self.media_ssrc = packet.ssrc
-            if packet.timestamp not in self.packets:
-                self.packets[packet.timestamp] = []
-                self.order.append(packet.timestamp)
-            self.packets[packet.timestamp].append((packet.sequence_number, packet.payload))
-            await handle(packet, arrival_time_ms)
-
-        self.receiver._handle_rtp_packet = record
+        self.rtp.hook(self.pc.addTransceiver("video", direction="recvonly").receiver)
         got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pc.on("track", lambda t: got.done() or got.set_result(t))
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -83,18 +67,13 @@ class Player:
     def frames(self) -> list[tuple[str, bool]]:
         """(sha1 of the VP8 frame, keyframe) per RTP timestamp, the last (possibly partial) one left out."""
         out = []
-        for ts in self.order[:-1]:
-            data = b"".join(vp8_depayload(p) for _seq, p in sorted(self.packets[ts]))
+        for data in self.rtp.vp8_frames():
             out.append((hashlib.sha1(data).hexdigest(), bool(data) and not data[0] & 0x01))  # VP8: bit 0 clear = key
         return out
 
     def timestamp_steps(self) -> list[int]:
         """RTP timestamp increments between consecutive frames (mod 2**32)."""
-        return [(b - a) % (1 << 32) for a, b in zip(self.order, self.order[1:])]
-
-    async def send_pli(self) -> None:
-        assert self.media_ssrc is not None
-        await self.receiver._send_rtcp_pli(self.media_ssrc)
+        return [(b - a) % (1 << 32) for a, b in zip(self.rtp.order, self.rtp.order[1:])]
 
     async def stop(self) -> None:
         async with aiohttp.ClientSession() as http:
@@ -137,7 +116,7 @@ def test_two_viewers_receive_one_encoded_stream(server: VstServer) -> None:
         # a burst of PLIs (10 in 1 s) from one viewer: keyframes for everyone, but rate-limited
         kf_before = sum(k for _h, k in a.frames())
         for _ in range(10):
-            await a.send_pli()
+            await a.rtp.send_pli()
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)
         kf_burst = sum(k for _h, k in a.frames()) - kf_before

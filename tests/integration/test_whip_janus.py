@@ -67,6 +67,21 @@ def read_number(rgb: np.ndarray) -> int | None:
     return n if n ^ comp == (1 << BITS) - 1 else None
 
 
+class FrameClock:
+    """Frame n is due ``n / FPS`` s after the first wait."""
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+
+    async def wait_for(self, n: int) -> None:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        wait = self._t0 + n / FPS - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
 class PatternTrack(MediaStreamTrack):
     """``pattern(n)`` at ``FPS``, n = 0, 1, 2...; remembers when each frame was handed out."""
 
@@ -76,15 +91,10 @@ class PatternTrack(MediaStreamTrack):
         super().__init__()
         self.n = 0
         self.sent: dict[int, float] = {}
-        self._t0: float | None = None
+        self._clock = FrameClock()
 
     async def recv(self) -> av.VideoFrame:
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now
-        wait = self._t0 + self.n / FPS - now
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._clock.wait_for(self.n)
         frame = av.VideoFrame.from_ndarray(pattern(self.n % (1 << BITS)), format="rgb24")
         frame.pts, frame.time_base = self.n * (90000 // FPS), fractions.Fraction(1, 90000)
         self.sent[self.n] = time.monotonic()
@@ -104,17 +114,12 @@ class PatternPipeline:
 
     def __init__(self) -> None:
         self.n = 0
-        self._t0: float | None = None
+        self._clock = FrameClock()
 
     async def next_output(self, seq: int, timeout: float) -> PatternOutput:
         import cv2
 
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now
-        wait = self._t0 + self.n / FPS - now
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._clock.wait_for(self.n)
         yuv = cv2.cvtColor(pattern(self.n % (1 << BITS)), cv2.COLOR_RGB2YUV_I420)
         self.n += 1
         return PatternOutput(self.n, yuv, time.time())
@@ -453,7 +458,7 @@ def test_vst_stream_publish_reaches_janus(janus_stack: JanusStack, loopback_ice:
             finally:
                 await sub.close()
                 await local.stop()
-            return stamped, total, [hashlib.sha1(f).hexdigest() for f in sub.vp8_frames()], [h for h, _ in local.frames()], stats
+            return stamped, total, [hashlib.sha1(f).hexdigest() for f in sub.rtp.vp8_frames()], [h for h, _ in local.frames()], stats
 
         stamped, total, forwarded, local_frames, stats = run_in_thread(watch_stamps)
         publish = stats["publish"]

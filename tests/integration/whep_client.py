@@ -1,4 +1,7 @@
-"""A real WHEP player built on aiortc (for tests and the churn run): POST an offer, receive, DELETE."""
+"""A real WHEP player built on aiortc (for tests and the churn run): POST an offer, receive, DELETE; and
+``RtpLog``, the RTP an aiortc receiver gets, for the tests that compare what went over the wire
+(tests/unit/test_whip.py imports it as ``integration.whep_client``: tests/ is on sys.path as the rootdir
+of tests/conftest.py under pytest's default prepend import mode)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -20,6 +23,45 @@ def run_in_thread(main: Callable[[], Awaitable[T]]) -> T:
     """``asyncio.run(main())`` in a fresh thread: Playwright's sync API owns this thread's event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(main())).result()  # type: ignore[arg-type]
+
+
+class RtpLog:
+    """The RTP each hooked aiortc receiver gets, kept as it arrives (before aiortc's jitter buffer): the
+    payloads by RTP timestamp (one video frame each)."""
+
+    def __init__(self) -> None:
+        self.packets: dict[int, list[tuple[int, bytes]]] = {}
+        """RTP timestamp -> (sequence number, payload) of each packet received with it."""
+        self.order: list[int] = []
+        """The RTP timestamps, in the order their first packet arrived."""
+        self.media_ssrc: int | None = None
+        self.receivers: list[Any] = []
+
+    def hook(self, receiver: Any) -> None:
+        """Keep each RTP packet ``receiver`` gets, then hand it on (a private hook: aiortc has no public one)."""
+        handle = receiver._handle_rtp_packet
+        self.receivers.append(receiver)
+
+        async def record(packet: Any, arrival_time_ms: int) -> None:
+            self.media_ssrc = packet.ssrc
+            if packet.timestamp not in self.packets:
+                self.packets[packet.timestamp] = []
+                self.order.append(packet.timestamp)
+            self.packets[packet.timestamp].append((packet.sequence_number, packet.payload))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = record
+
+    def vp8_frames(self) -> list[bytes]:
+        """The VP8 frames received, in order, the last (maybe partial) one left out."""
+        from aiortc.codecs.vpx import vp8_depayload
+
+        return [b"".join(vp8_depayload(p) for _, p in sorted(self.packets[ts])) for ts in self.order[:-1]]
+
+    async def send_pli(self) -> None:
+        """Ask the sender for a keyframe (RTCP PLI) on the last hooked receiver."""
+        assert self.media_ssrc is not None and self.receivers
+        await self.receivers[-1]._send_rtcp_pli(self.media_ssrc)
 
 
 @dataclass

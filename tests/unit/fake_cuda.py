@@ -8,13 +8,17 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from cuda_emulation import EmulatedCupy
+
+from vst.kernels import _cuda
 
 
 _handles = itertools.count(1)  # 0 would be the legacy default stream: no fake stream is ever that
@@ -57,6 +61,27 @@ class FakeEvent:
 class FakeEmulatedCupy(EmulatedCupy):
     def from_dlpack(self, t: Any) -> np.ndarray:
         return t.numpy() if isinstance(t, torch.Tensor) else np.from_dlpack(t)
+
+
+@contextlib.contextmanager
+def kernels_on(monkeypatch: pytest.MonkeyPatch, cp: Any, *modules: ModuleType) -> Iterator[None]:
+    """Within: vst.kernels._cuda and each of ``modules`` (vst.kernels.yuv, ...) get ``cp`` as their CuPy,
+    and no kernel compiled before (a real CuPy one from a GPU test) is reused, nor ours after."""
+    for module in (_cuda, *modules):
+        monkeypatch.setattr(module, "cupy", lambda: cp)
+    _cuda.kernel.cache_clear()
+    yield
+    _cuda.kernel.cache_clear()
+
+
+def run_through(proc: Any, frames: Iterable[np.ndarray], timeout: float = 10.0) -> None:
+    """Submit ``frames`` to ``proc`` (a ``CudaProcessor``), wait until all their outputs are handed on, close it."""
+    try:
+        for f in frames:
+            proc.submit(f, 0.0)
+        proc.flush(timeout=timeout)
+    finally:
+        proc.close()
 
 
 class FakeDevice:

@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from cuda_emulation import HAVE_GXX
-from fake_cuda import FakeDevice, FakeTensorEngine
+from fake_cuda import FakeDevice, FakeTensorEngine, kernels_on, run_through
 
 import vst.kernels.blend
 from vst.errors import VstError
-from vst.kernels import _cuda
 from vst.stream.blend import BlendStage
 from vst.stream.blend_config import BlendConfig
 from vst.stream.cuda_processor import CudaConfig, CudaProcessor
@@ -33,11 +32,8 @@ needs_gxx = pytest.mark.skipif(not HAVE_GXX, reason="g++ is not installed: the C
 @pytest.fixture
 def device(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDevice]:
     dev = FakeDevice(event_delay_s=0.002)
-    for module in (_cuda, vst.kernels.blend):
-        monkeypatch.setattr(module, "cupy", lambda: dev.cupy)
-    _cuda.kernel.cache_clear()
-    yield dev
-    _cuda.kernel.cache_clear()
+    with kernels_on(monkeypatch, dev.cupy, vst.kernels.blend):
+        yield dev
 
 
 def _frames(n: int, h: int = 34, w: int = 50, seed: int = 0) -> list[np.ndarray]:
@@ -69,12 +65,7 @@ def test_outputs_match_the_engine_frame_api_in_order(device: FakeDevice) -> None
     engine, sink = FakeTensorEngine(), Collect()
     frames = _frames(7, 33, 51)  # padded to 36x52: the reflect pad of vst.imaging
     proc = CudaProcessor(engine, CudaConfig(depth=3), sink, device)
-    try:
-        for f in frames:
-            proc.submit(f, 0.0)
-        proc.flush(timeout=10)
-    finally:
-        proc.close()
+    run_through(proc, frames)
     ref = FakeTensorEngine()
     assert sorted(sink.got) == list(range(7)) and _all_free(proc)
     for i, f in enumerate(frames):

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from cuda_emulation import HAVE_GXX, EmulatedCupy
-from fake_cuda import FakeDevice, FakeTensorEngine
+from fake_cuda import FakeDevice, FakeTensorEngine, kernels_on, run_through
 
 import vst.kernels.yuv
 from vst.errors import VstError
-from vst.kernels import _cuda
 from vst.kernels.yuv import i420_shape, rgb_to_i420_cupy, rgb_to_i420_reference
 from vst.stream.blend_config import BlendConfig
 from vst.stream.cuda_processor import CudaConfig, CudaProcessor, ProcessedI420
@@ -54,11 +53,8 @@ def test_odd_sizes_are_refused_in_one_line(bad: tuple[int, int]) -> None:
 @pytest.fixture
 def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedCupy]:
     cp = EmulatedCupy()
-    for module in (_cuda, vst.kernels.yuv):
-        monkeypatch.setattr(module, "cupy", lambda: cp)
-    _cuda.kernel.cache_clear()
-    yield cp
-    _cuda.kernel.cache_clear()
+    with kernels_on(monkeypatch, cp, vst.kernels.yuv):
+        yield cp
 
 
 @needs_gxx
@@ -83,11 +79,8 @@ def test_kernel_refuses_a_wrong_out(emulated: EmulatedCupy) -> None:
 @pytest.fixture
 def device(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDevice]:
     dev = FakeDevice(event_delay_s=0.002)
-    for module in (_cuda, vst.kernels.yuv):
-        monkeypatch.setattr(module, "cupy", lambda: dev.cupy)
-    _cuda.kernel.cache_clear()
-    yield dev
-    _cuda.kernel.cache_clear()
+    with kernels_on(monkeypatch, dev.cupy, vst.kernels.yuv):
+        yield dev
 
 
 class CollectYuv:
@@ -109,12 +102,7 @@ def test_processor_downloads_i420_equal_to_the_host_conversion(device: FakeDevic
     frames = [_rgb(62, 98, seed=s) for s in range(5)]
     sink = CollectYuv()
     proc = CudaProcessor(FakeTensorEngine(), CudaConfig(output="i420", depth=2), sink, device)
-    try:
-        for f in frames:
-            proc.submit(f, 0.0)
-        proc.flush(timeout=10)
-    finally:
-        proc.close()
+    run_through(proc, frames)
     ref = FakeTensorEngine()
     assert sorted(sink.yuv) == list(range(5)) and not sink.rgb
     for i, f in enumerate(frames):

@@ -5,38 +5,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from fake_cuda import FakeDevice, FakeTensorEngine
+from pipeline_rig import tiny_style, until
 
 import vst.stream.cuda_processor
 import vst.stream.pipeline as pipeline_mod
 from vst.errors import BackendUnavailable, VstError
-from vst.models import GeneratorSpec, build_generator, init_weights
 from vst.stream.blend_config import BlendConfig
 from vst.stream.pipeline import Pipeline, PipelineConfig, PipelineState
 from vst.stream.processor import HostProcessor, make_processor
-from vst.styles import Style, save_style
-
+from vst.styles import Style
 
 @pytest.fixture
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Style:
-    spec = GeneratorSpec("compact", {"width": 8, "n_blocks": 2})
-    net = init_weights(build_generator(spec), gain=0.2, seed=3)
-    return save_style(tmp_path_factory.mktemp("styles"), "tiny", net, spec, {"provenance": "test"})
-
-
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
+    return tiny_style(tmp_path_factory.mktemp("styles"))
 
 
 class Invert:
@@ -64,18 +50,18 @@ def test_host_processor_state_commands_and_errors(tiny: Style, caplog: pytest.Lo
     p.start()
     try:
         assert "processor: host" in caplog.text and isinstance(p._processor, HostProcessor)
-        assert _until(lambda: p.status is PipelineState.RUNNING and p.latest is not None)
+        assert until(lambda: p.status is PipelineState.RUNNING and p.latest is not None)
         assert p.stats()["processor"] == "host" and p.state == "running"
         # Commands: applied by the processing thread between frames.
         p.set_blend(0.5)
-        assert p.blend_alpha == 0.5 and _until(lambda: p._processor.blend.alpha == 0.5)  # type: ignore[union-attr]
+        assert p.blend_alpha == 0.5 and until(lambda: p._processor.blend.alpha == 0.5)  # type: ignore[union-attr]
         with pytest.raises(VstError, match="alpha"):
             p.set_blend(1.5)
         p.set_engine(Flaky())
-        assert _until(lambda: p.stats()["engine_errors"] >= 2)
+        assert until(lambda: p.stats()["engine_errors"] >= 2)
         assert "simulated backend failure" in p.stats()["last_error"]
         seq = p.latest.seq  # type: ignore[union-attr]
-        assert _until(lambda: p.latest is not None and p.latest.seq > seq + 2), "output froze after engine errors"
+        assert until(lambda: p.latest is not None and p.latest.seq > seq + 2), "output froze after engine errors"
         p.set_engine(Invert())
         done: list[Style] = []
         t = threading.Thread(target=lambda: done.append(p.set_style(str(tiny.weights))))
@@ -84,7 +70,7 @@ def test_host_processor_state_commands_and_errors(tiny: Style, caplog: pytest.Lo
         assert done and p.style.name == done[0].name
         # The server's old assignment is posted like any transition.
         p.state = "waiting for a browser camera"
-        assert _until(lambda: p.status is not PipelineState.STARTING)
+        assert until(lambda: p.status is not PipelineState.STARTING)
     finally:
         p.stop()
     assert p.status is PipelineState.STOPPED and p.stats()["state"] == "stopped"
@@ -110,7 +96,7 @@ def test_pipeline_serves_through_the_cuda_processor(monkeypatch: pytest.MonkeyPa
     p.start()
     try:
         assert "processor: CUDA" in caplog.text
-        assert _until(lambda: p.latest is not None and p.latest.seq > 5)
+        assert until(lambda: p.latest is not None and p.latest.seq > 5)
         out = p.latest
         assert out is not None and out.stylized.shape == (36, 64, 3)
         np.testing.assert_array_equal(out.stylized, FakeTensorEngine()(out.original))

@@ -3,39 +3,25 @@ on the fake device: viewers' encoders get the same I420 the host conversion woul
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 import pytest
 
 from cuda_emulation import HAVE_GXX
 from fake_cuda import FakeDevice, FakeTensorEngine
+from pipeline_rig import tiny_style, until
 
 import vst.stream.cuda_processor
 import vst.stream.pipeline as pipeline_mod
-from vst.models import GeneratorSpec, build_generator, init_weights
 from vst.stream.pipeline import Pipeline, PipelineConfig
-from vst.styles import Style, save_style
+from vst.styles import Style
 
 pytestmark = pytest.mark.skipif(not HAVE_GXX, reason="g++ is not installed: the CUDA sources are compiled as C++")
 
 
 @pytest.fixture
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Style:
-    spec = GeneratorSpec("compact", {"width": 8, "n_blocks": 2})
-    net = init_weights(build_generator(spec), gain=0.2, seed=3)
-    return save_style(tmp_path_factory.mktemp("styles"), "tiny", net, spec, {"provenance": "test"})
-
-
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
+    return tiny_style(tmp_path_factory.mktemp("styles"))
 
 
 @pytest.mark.parametrize("stamp", [False, True])
@@ -56,7 +42,7 @@ def test_pipeline_publishes_the_device_i420(monkeypatch: pytest.MonkeyPatch, tin
                                 device_i420=True, stamp=stamp))  # fmt: skip
     p.start()
     try:
-        assert _until(lambda: p.latest is not None and p.latest.seq > 5)
+        assert until(lambda: p.latest is not None and p.latest.seq > 5)
         out = p.latest
         assert out is not None and out.stylized_yuv.shape == (54, 64)
         assert p.stats()["size"] == [64, 36]

@@ -26,6 +26,8 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from integration.whep_client import RtpLog
+
 from vst.errors import VstError
 from vst.stream.encode import EncodedTrack, EncoderConfig, SharedEncoder
 from vst.stream.whip import WhipConfig, WhipError, WhipPublisher, safe_url
@@ -65,11 +67,8 @@ class FakeWhip:
     base: str = ""
     only_codec: str | None = None
     """Strip every other video codec from the offer before answering (an SFU that takes one codec)."""
-    rtp: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
-    """RTP payloads received, by RTP timestamp: (sequence number, payload)."""
-    rtp_order: list[int] = field(default_factory=list)
-    media_ssrc: int | None = None
-    receivers: list[Any] = field(default_factory=list)
+    rtp: RtpLog = field(default_factory=RtpLog)
+    """The RTP received, as it arrives (every session's)."""
 
     async def post(self, request: web.Request) -> web.Response:
         self.requests.append(("POST", request.path, dict(request.headers)))
@@ -100,35 +99,10 @@ class FakeWhip:
             offer = only_video_codec(offer, self.only_codec)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in pc.getTransceivers():
-            self._record(transceiver.receiver)
+            self.rtp.hook(transceiver.receiver)
         await pc.setLocalDescription(await pc.createAnswer())
         loc = self.location.format(id=sid, base=self.base)
         return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp", headers={"Location": loc})
-
-    def _record(self, receiver: Any) -> None:
-        """Keep the RTP as it arrives (before aiortc's jitter buffer), then hand it on."""
-        handle = receiver._handle_rtp_packet
-        self.receivers.append(receiver)
-
-        async def record(packet: Any, arrival_time_ms: int) -> None:
-            self.media_ssrc = packet.ssrc
-            if packet.timestamp not in self.rtp:
-                self.rtp[packet.timestamp] = []
-                self.rtp_order.append(packet.timestamp)
-            self.rtp[packet.timestamp].append((packet.sequence_number, packet.payload))
-            await handle(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = record
-
-    def vp8_frames(self) -> list[bytes]:
-        """The VP8 frames received, in order (the last, maybe partial, one left out)."""
-        from aiortc.codecs.vpx import vp8_depayload
-
-        return [b"".join(vp8_depayload(p) for _, p in sorted(self.rtp[ts])) for ts in self.rtp_order[:-1]]
-
-    async def send_pli(self) -> None:
-        assert self.media_ssrc is not None and self.receivers
-        await self.receivers[-1]._send_rtcp_pli(self.media_ssrc)
 
     async def delete(self, request: web.Request) -> web.Response:
         self.requests.append(("DELETE", request.path, dict(request.headers)))
@@ -200,6 +174,19 @@ class Collect:
                 self.packets.append(bytes(await self.track.recv()))
         except MediaStreamError:
             pass
+
+
+def shared_vp8() -> tuple[SharedEncoder, list[EncodedTrack], Callable[[], EncodedTrack]]:
+    """A VP8 ``SharedEncoder`` of ``FakePipeline`` at a fixed 300 kb/s, the tracks a publisher took from it,
+    and the ``encoded=`` callback it takes them with."""
+    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="vp8", fixed_bitrate=300_000))  # type: ignore[arg-type]
+    made: list[EncodedTrack] = []
+
+    def subscribe() -> EncodedTrack:
+        made.append(enc.subscribe())
+        return made[-1]
+
+    return enc, made, subscribe
 
 
 @pytest.fixture
@@ -348,21 +335,16 @@ def test_publish_sends_the_shared_encode(run: Run) -> None:
     publish adds no encoder, and the server's PLI reaches the shared encoder."""
     server = FakeWhip()
     source = Gray()  # the fallback: never read while the shared encode is sent
-    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="vp8", fixed_bitrate=300_000))  # type: ignore[arg-type]
-    made: list[EncodedTrack] = []
-
-    def subscribe() -> EncodedTrack:
-        made.append(enc.subscribe())
-        return made[-1]
+    enc, made, subscribe = shared_vp8()
 
     async def body(base: str) -> None:
         local = Collect(enc.subscribe())
         pub = WhipPublisher(f"{base}/whip/ep", source, WhipConfig(codec="vp8"), encoded=subscribe)
         await pub.publish_once()
-        assert await until(lambda: server.frames >= 15 and len(server.rtp_order) >= 15), (server.frames, pub.stats())
+        assert await until(lambda: server.frames >= 15 and len(server.rtp.order) >= 15), (server.frames, pub.stats())
         assert pub.stats()["encoding"] == "shared" and len(enc.active_tracks()) == 2, pub.stats()
         before = enc.keyframe_requests.get("PLI/FIR", 0)
-        await server.send_pli()
+        await server.rtp.send_pli()
         assert await until(lambda: enc.keyframe_requests.get("PLI/FIR", 0) > before), enc.stats()
         await pub.stop()
         stats = pub.stats()
@@ -371,7 +353,7 @@ def test_publish_sends_the_shared_encode(run: Run) -> None:
         local.track.stop()
         await enc.close()
 
-        received = server.vp8_frames()
+        received = server.rtp.vp8_frames()
         assert received and not received[0][0] & 0x01, "the server's first frame is not a keyframe"
         packets = set(local.packets)
         same = sum(f in packets for f in received)
@@ -386,28 +368,23 @@ def test_a_republish_subscribes_afresh_and_starts_at_a_keyframe(run: Run) -> Non
     """The server drops the publish: the next connection gets a new track of the shared encode (the
     old one has left the encoder) and the server's first frame on it is a keyframe."""
     server = FakeWhip()
-    enc = SharedEncoder(FakePipeline(), "stylized", EncoderConfig(codec="vp8", fixed_bitrate=300_000))  # type: ignore[arg-type]
-    made: list[EncodedTrack] = []
-
-    def subscribe() -> EncodedTrack:
-        made.append(enc.subscribe())
-        return made[-1]
+    enc, made, subscribe = shared_vp8()
 
     async def body(base: str) -> None:
         pub = WhipPublisher(f"{base}/whip/ep", Gray(), FAST, encoded=subscribe)
         pub.start()
         assert await pub.wait_publishing(10), pub.stats()
         assert await until(lambda: server.frames >= 5)
-        frames_before = len(server.rtp_order)
+        frames_before = len(server.rtp.order)
         await server.peers["0"].close()
         assert await until(lambda: pub.stats()["reconnects"] == 1 and pub.state == "publishing"), pub.stats()
-        assert await until(lambda: len(server.rtp_order) >= frames_before + 10), pub.stats()
+        assert await until(lambda: len(server.rtp.order) >= frames_before + 10), pub.stats()
         stats = pub.stats()
         await pub.stop()
         await enc.close()
         assert len(made) == 2 and made[0].readyState == "ended" and made[0] not in enc.tracks
         assert stats["encoding"] == "shared" and stats["frames_sent"] >= 15, stats
-        second = server.vp8_frames()[frames_before:]
+        second = server.rtp.vp8_frames()[frames_before:]
         assert second and not second[0][0] & 0x01, "the re-published stream does not start at a keyframe"
         assert enc.keyframe_requests.get("join", 0) == 2, enc.keyframe_requests
 
