@@ -167,7 +167,9 @@ def test_per_viewer_encoder_flag(tmp_path: Path) -> None:
         srv.stop()
     assert stats["encoding"] == "per-viewer" and stats["encoders"] == []
     hashes_a = {h for h, _k in frames_a}
-    assert sum(h in hashes_a for h, _k in frames_b) <= 0.2 * len(frames_b)
+    # Two encoders fed the same pictures may emit the same bytes for some frames (VP8 is
+    # deterministic; 4 of 15 seen once): a shared encode gives all of them, separate ones do not.
+    assert sum(h in hashes_a for h, _k in frames_b) <= 0.6 * len(frames_b)
 
 
 def test_chromium_decodes_the_shared_h264_stream(chromium: Any, tmp_path: Path) -> None:
