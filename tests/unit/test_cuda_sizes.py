@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from fake_cuda import FakeDevice, FakeTensorEngine
+from pipeline_rig import until
 
 from vst.imaging import GENERATOR_SPEC
 from vst.stream.cuda_processor import CudaConfig, CudaProcessor
@@ -61,15 +61,6 @@ def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 A, B, C = (36, 64), (48, 80), (20, 32)  # (H, W), all multiples of 4: padded size = frame size
 
 
@@ -93,7 +84,7 @@ def test_frames_keep_flowing_at_the_old_size_until_the_new_one_is_ready(caplog: 
         assert [sink.got[i] for i in range(1, 6)] == [(*A, 3)] * 5  # run at A, resized
         assert proc.resized_frames == 5 and "preparing its engine beside the stream" in caplog.text
         engine.gate.set()
-        assert _until(lambda: proc._build is not None and proc._build.done.is_set())
+        assert until(lambda: proc._build is not None and proc._build.done.is_set())
         proc.submit(_frame(*B), 0.0)  # the build is done: this frame runs at B
         proc.submit(_frame(*B), 0.0)
         proc.flush(timeout=5)
@@ -111,7 +102,7 @@ def test_a_failed_preparation_logs_one_line_and_keeps_the_old_size(caplog: pytes
     try:
         proc.submit(_frame(*A), 0.0)
         proc.submit(_frame(*B), 0.0)
-        assert _until(lambda: proc._build is None or proc._build.done.is_set())
+        assert until(lambda: proc._build is None or proc._build.done.is_set())
         for i in range(6):
             proc.submit(_frame(*B, seed=i), 0.0)
         proc.flush(timeout=5)
@@ -179,7 +170,7 @@ def test_a_style_switch_is_prepared_beside_the_stream(caplog: pytest.LogCaptureF
         assert old.calls == 4 and new.calls == 0 and proc.engine is old
         assert "preparing it at 64x36 beside the stream" in caplog.text
         new.gate.set()
-        assert _until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
+        assert until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
         proc.submit(_frame(*A), 0.0)
         proc.flush(timeout=5)
         assert proc.engine is new and new.calls == 1 and old.calls == 4
@@ -187,7 +178,7 @@ def test_a_style_switch_is_prepared_beside_the_stream(caplog: pytest.LogCaptureF
 
         broken = SlowSizeEngine(fail={_padded(A)})
         proc.set_engine(broken)
-        assert _until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
+        assert until(lambda: proc._engine_build is None or proc._engine_build.done.is_set())
         for _ in range(3):
             proc.submit(_frame(*A), 0.0)
         proc.flush(timeout=5)
