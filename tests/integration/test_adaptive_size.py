@@ -50,7 +50,8 @@ def test_auto_size_steps_down_and_keeps_the_output_size(tmp_path: Path) -> None:
         low = stats["processing_size"][0]
         changes = srv.stats()["size_changes"]
         assert srv.json("POST", "/style", {"style": "light"})[0] == 200
-        assert wait_until(lambda: srv.stats()["processing_size"][0] > low, 45), srv.stats()
+        # the headroom hold doubles after each undone step up, so allow for a few of them under load
+        assert wait_until(lambda: srv.stats()["processing_size"][0] > low, 90), srv.stats()
         assert srv.stats()["size_changes"] > changes and srv.stats()["size"] == [640, 360]
     finally:
         srv.stop()
