@@ -270,7 +270,7 @@ def log_setup(pipeline: object, size: tuple[int, int], adaptive: bool = False, m
     sizing = (f"output {size[0]}x{size[1]}, processing size adaptive down to {min_size[0]}x{min_size[1]} (--size auto)"
               if adaptive and min_size else f"processing size {size[0]}x{size[1]}")  # fmt: skip
     log.info("inference: backend %s, precision %s, device %s, %s; %s (aspect kept)",
-             engine.backend, engine.precision, getattr(engine, "device", "cpu"),
+             engine.backend, engine.precision, engine.device,
              f"{threads} threads" if threads else "threads n/a", sizing)  # fmt: skip
 
 

@@ -14,19 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vst.warp import backward_warp
+from vst.warp import backward_warp, central_differences
 
 
 def _grey(x: Tensor) -> Tensor:
     """(N, 3, H, W) in [-1, 1] -> (N, 1, H, W) luma in [0, 1]."""
     w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return ((x * w).sum(1, keepdim=True) + 1.0) * 0.5
-
-
-def _grad(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Central differences, replicate-padded: (N, 1, H, W) -> (d/dx, d/dy)."""
-    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    return (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * 0.5, (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) * 0.5
 
 
 def _window_sum(x: Tensor, win: int) -> Tensor:
@@ -61,7 +55,7 @@ def lucas_kanade(cur: Tensor, ref: Tensor, levels: int = 3, iters: int = 3, win:
             flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False) * 2.0
         for _ in range(iters):
             warped = backward_warp(r, flow)
-            gx, gy = _grad(0.5 * (warped + c))  # the mean image's gradient: symmetric, more robust
+            gx, gy = central_differences(0.5 * (warped + c))  # the mean image's gradient: symmetric, more robust
             diff = c - warped  # the residual the update must explain: ∇I · du ≈ cur − ref(p + flow)
             a11, a12, a22 = _window_sum(gx * gx, win), _window_sum(gx * gy, win), _window_sum(gy * gy, win)
             b1, b2 = _window_sum(gx * diff, win), _window_sum(gy * diff, win)

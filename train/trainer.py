@@ -44,7 +44,6 @@ from .losses import ImagePool, gan_loss, shift_loss, temporal_loss
 log = logging.getLogger("vst.train")
 
 
-
 class CheckpointError(VstError):
     """A checkpoint is missing, corrupt or from a different setup."""
 

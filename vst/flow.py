@@ -146,9 +146,10 @@ class DISFlow(_ScaledFlow):
 class FarnebackFlow(_ScaledFlow):
     """OpenCV Farnebäck polynomial-expansion flow: a different method from DIS, for the metric."""
 
-    def __init__(self, scale: float = 1.0, levels: int = 5, winsize: int = 15, iterations: int = 3) -> None:
-        super().__init__(scale)
-        self.name = f"farneback@{scale:g}"
+    def __init__(self, scale: float = 1.0, levels: int = 5, winsize: int = 15, iterations: int = 3,
+                 max_pixels: int | None = None) -> None:  # fmt: skip
+        super().__init__(scale, max_pixels)
+        self.name = f"farneback@{scale:g}" + (f"<={max_pixels}px" if max_pixels else "")
         self.levels, self.winsize, self.iterations = levels, winsize, iterations
 
     def _compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
@@ -175,7 +176,7 @@ class TimedFlow:
 def make_flow(name: str = "dis", scale: float | None = None, max_pixels: int | None = None) -> FlowEstimator:
     """The flow factory: 'dis' (= 'dis-realtime' at half resolution), 'dis-<preset>', 'farneback'.
 
-    ``max_pixels`` caps the DIS working size (pixels), so that the flow's cost and its pixel scale
+    ``max_pixels`` caps the working size (pixels; DIS and Farnebäck), so that the flow's cost and its pixel scale
     stop growing with the frame: at 1280x720 half resolution is 640x360, where DIS's fixed 8-px
     patches see a quarter of the context they see at 320x180.
 
@@ -187,7 +188,7 @@ def make_flow(name: str = "dis", scale: float | None = None, max_pixels: int | N
     if name.startswith("dis-") and name[4:] in DIS_PRESET_NAMES:
         return DISFlow(name[4:], 0.5 if scale is None else scale, max_pixels)
     if name == "farneback":
-        return FarnebackFlow(1.0 if scale is None else scale)
+        return FarnebackFlow(1.0 if scale is None else scale, max_pixels=max_pixels)
     raise VstError(f"unknown flow estimator {name!r}; choose one of: {', '.join(FLOW_NAMES)}")
 
 

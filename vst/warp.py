@@ -62,11 +62,17 @@ def backward_warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
-def flow_gradient_sq(flow: Tensor) -> Tensor:
-    """|∇u|² + |∇v|² with central differences (one-sided at the borders). (N, 2, H, W) -> (N, 1, H, W)."""
-    padded = F.pad(flow, (1, 1, 1, 1), mode="replicate")
+def central_differences(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(d/dx, d/dy) per channel by central differences, replicate-padded (one-sided at the borders)."""
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
     dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    return dx, dy
+
+
+def flow_gradient_sq(flow: Tensor) -> Tensor:
+    """|∇u|² + |∇v|² with central differences (one-sided at the borders). (N, 2, H, W) -> (N, 1, H, W)."""
+    dx, dy = central_differences(flow)
     return (dx.square() + dy.square()).sum(dim=1, keepdim=True)
 
 
