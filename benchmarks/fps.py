@@ -47,6 +47,7 @@ from vst.flow import TimedFlow, make_flow
 from vst.hardware import cpu_model
 from vst.imaging import pad_to_multiple, to_frame, to_tensor
 from vst.models import GeneratorSpec, build_generator, count_macs, init_weights
+from vst.stream.engine import EngineBase
 from vst.styles import Style, load_generator, resolve_style, save_style
 
 log = logging.getLogger("vst.bench.fps")
@@ -270,8 +271,8 @@ def run_cpu_optimized(style: Style, backend: str, precision: str, frames: Callab
     engine = make_engine(style, backend, precision)
     infer_ms: list[float] = []
 
-    class TimedEngine:  # the engine's frame API (pre/post-processing included), timed
-        backend, precision, device = engine.backend, engine.precision, engine.device
+    class TimedEngine(EngineBase):  # the engine's frame API (pre/post-processing included), timed
+        backend, precision, device, threads = engine.backend, engine.precision, engine.device, engine.threads
 
         def __call__(self, frame: np.ndarray) -> np.ndarray:
             t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -84,7 +85,7 @@ class EngineOptions:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Stylizes one frame at a time. Not thread-safe: one caller at a time."""
+    """Stylizes one frame at a time. Not thread-safe: one caller at a time (``prepare`` excepted)."""
 
     backend: str
     """The backend's name, as given to ``make_engine``."""
@@ -92,10 +93,26 @@ class Engine(Protocol):
     """What the arithmetic runs in: 'fp32', 'bf16', 'fp16'."""
     device: str
     """Where it computes: 'cpu' or 'cuda'."""
+    threads: int | None
+    """CPU inference threads it runs with (None: not a CPU engine)."""
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB."""
         ...
+
+    def prepare(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """Build whatever frame sizes (W, H) need ahead of use (compiled shapes, engines). Called off
+        the processing thread while frames keep flowing; engines that need nothing do nothing."""
+        ...
+
+
+class EngineBase:
+    """The ``Engine`` protocol's defaults, for engines that need no build per size and are not CPU-threaded."""
+
+    threads: int | None = None
+
+    def prepare(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """Nothing to build ahead: every size runs on first use."""
 
 
 @runtime_checkable

@@ -518,13 +518,11 @@ class Pipeline:
     def _prepare(self, sizes: list[tuple[int, int]]) -> None:
         """Compile every ladder size now, off the processing thread (OpenVINO compiles per shape)."""
         engine = self._current
-        prepare = getattr(engine, "prepare", None)
-        if prepare is None:
-            return
+        assert engine is not None  # set before the first frame
 
         def run() -> None:
             try:
-                prepare(sizes)
+                engine.prepare(sizes)
             except Exception as e:  # a size it cannot compile fails again, visibly, when it is used
                 log.warning("could not prepare processing sizes %s: %s", sizes, e)
             finally:

@@ -262,11 +262,7 @@ def check_engine(pipeline: object, size: tuple[int, int]) -> None:
 def log_setup(pipeline: object, size: tuple[int, int], adaptive: bool = False, min_size: tuple[int, int] | None = None) -> None:
     """One line at start: what runs the style (backend, precision, device threads) and at what size."""
     engine = pipeline.build_engine(pipeline.style)  # type: ignore[attr-defined]  # cached: the running one
-    threads = getattr(engine, "threads", None)  # onnxruntime, openvino
-    if threads is None and engine.backend == "torch-cpu":
-        import torch  # already loaded by the engine
-
-        threads = torch.get_num_threads()
+    threads = engine.threads
     sizing = (f"output {size[0]}x{size[1]}, processing size adaptive down to {min_size[0]}x{min_size[1]} (--size auto)"
               if adaptive and min_size else f"processing size {size[0]}x{size[1]}")  # fmt: skip
     log.info("inference: backend %s, precision %s, device %s, %s; %s (aspect kept)",

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from vst.imaging import GENERATOR_SPEC, InputSpec
+from vst.stream.engine import EngineBase
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.onnx")
@@ -50,7 +51,7 @@ def style_onnx(style: Style) -> tuple[Path, dict[str, Any]]:
     return cached_onnx(style), {"onnx_input": INPUT_NAME, "onnx_value_range": -1.0}
 
 
-class OnnxFrameEngine:
+class OnnxFrameEngine(EngineBase):
     """Frame API over an ``infer`` on (1, 3, H, W) float32 tensors in the model's own range.
 
     Subclasses call ``_setup_io(style, meta)`` and implement ``infer``.

@@ -12,13 +12,13 @@ import torch
 from vst.errors import BackendUnavailable, VstError
 from vst.hardware import cpu_has_bf16
 from vst.imaging import GENERATOR_SPEC
-from vst.stream.engine import EngineOptions, engine_options
+from vst.stream.engine import EngineBase, EngineOptions, engine_options
 from vst.styles import Style, load_generator
 
 log = logging.getLogger("vst.engine.torch")
 
 
-class TorchCpuEngine:
+class TorchCpuEngine(EngineBase):
     """Eager PyTorch on the CPU.
 
     precision 'auto' is fp32: on the 2-core AVX512-BF16 Xeon we measured bf16 autocast *slower*
@@ -40,6 +40,7 @@ class TorchCpuEngine:
         if threads := opts.threads:
             # On a busy host fewer OpenMP threads avoid spinning at barriers while descheduled.
             torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()  # process-wide in torch: what every call runs with
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
@@ -49,7 +50,7 @@ class TorchCpuEngine:
         return GENERATOR_SPEC.to_frame(y, *frame.shape[:2])
 
 
-class TorchCudaEngine:
+class TorchCudaEngine(EngineBase):
     """PyTorch on CUDA: fp16, channels-last, one CUDA graph per frame size.
 
     Why each piece: fp16 puts the convs on tensor cores; channels-last (NHWC) is the layout cuDNN's

@@ -23,7 +23,7 @@ import numpy as np
 
 from vst.errors import BackendUnavailable, VstError
 from vst.stream.cuda_device import Device
-from vst.stream.engine import EngineOptions, engine_options
+from vst.stream.engine import EngineBase, EngineOptions, engine_options
 from vst.styles import Style
 
 log = logging.getLogger("vst.engine.trt")
@@ -39,7 +39,7 @@ class _Slot:
     engine: Any  # the ICudaEngine the context came from: kept alive while the context may still run
 
 
-class TensorRTEngine:
+class TensorRTEngine(EngineBase):
     """Runs a TensorRT engine for a style; one execution context per frame size (profile)."""
 
     backend = "tensorrt"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vst.errors import VstError
+from vst.stream.engine import EngineBase
 from vst.stream.pipeline import OneSlot, read_stamp, stamp_time
 from vst.stream.webrtc import add_bitrate_fmtp, parse_ice_server, prefer_codec_in_offer
 
@@ -68,10 +69,10 @@ def test_ice_server_urls() -> None:
             parse_ice_server(bad)
 
 
-class _FlakyEngine:
+class _FlakyEngine(EngineBase):
     """An Engine (the Protocol) that fails on every third frame, like a backend hitting a bad input."""
 
-    backend, precision = "flaky", "fp32"
+    backend, precision, device = "flaky", "fp32", "cpu"
 
     def __init__(self) -> None:
         self.calls = 0

@@ -19,6 +19,7 @@ import torch
 from cuda_emulation import EmulatedCupy
 
 from vst.kernels import _cuda
+from vst.stream.engine import EngineBase
 
 
 _handles = itertools.count(1)  # 0 would be the legacy default stream: no fake stream is ever that
@@ -119,7 +120,7 @@ class FakeDevice:
         return contextlib.nullcontext()
 
 
-class FakeTensorEngine:
+class FakeTensorEngine(EngineBase):
     """A ``TensorEngine`` on the CPU: y = 0.5·x + 0.1 (a fixed per-pixel 'style'), with an optional failure."""
 
     backend = "torch-cuda"

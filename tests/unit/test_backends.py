@@ -21,7 +21,7 @@ import vst.stream.engine as engine_mod
 from vst.errors import BackendUnavailable, VstError
 from vst.models import GeneratorSpec, build_generator, init_weights
 from vst.hardware import cpu_has_bf16
-from vst.stream.engine import make_engine
+from vst.stream.engine import Engine, EngineOptions, make_engine
 from vst.styles import Style, save_style
 
 UINT8_TOL = {"onnxruntime": {"max": 1}, "openvino": {"max": 1}, "torch-cpu-bf16": {"mean": 3.0}}
@@ -62,6 +62,23 @@ def test_onnx_runtimes_tensor_api(style: Style, backend: str) -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 48)).astype(np.float32)
     y = engine.infer(x)  # type: ignore[attr-defined]
     assert y.shape == x.shape and y.dtype == np.float32 and np.abs(y).max() <= 1.0
+
+
+@pytest.mark.parametrize("backend", ["torch-cpu", "onnxruntime", "openvino"])
+def test_cpu_engines_keep_the_engine_contract(style: Style, frame: np.ndarray, backend: str) -> None:
+    """Every CPU engine is an ``Engine`` (protocol members, no probing): device, thread count, and a
+    ``prepare`` that builds sizes ahead and leaves the output unchanged."""
+    torch_threads = torch.get_num_threads()
+    try:
+        engine = make_engine(style, backend, "fp32", EngineOptions(threads=1))
+    finally:
+        torch.set_num_threads(torch_threads)  # torch's count is process-wide: leave the other tests theirs
+    assert isinstance(engine, Engine) and engine.device == "cpu" and engine.backend == backend
+    assert engine.threads == 1
+    before = engine(frame)
+    engine.prepare([(frame.shape[1], frame.shape[0]), (48, 32)])
+    assert np.array_equal(engine(frame), before)
+    assert engine(frame[:32, :48]).shape == (32, 48, 3)
 
 
 def _no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:

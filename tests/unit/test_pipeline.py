@@ -17,6 +17,7 @@ import vst.stream.pipeline as pipeline_mod
 from vst.errors import BackendUnavailable, VstError
 from vst.stream.blend_config import BlendConfig
 from vst.stream.pipeline import Pipeline, PipelineConfig, PipelineState
+from vst.stream.engine import EngineBase
 from vst.stream.processor import HostProcessor, make_processor
 from vst.styles import Style
 
@@ -25,7 +26,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Style:
     return tiny_style(tmp_path_factory.mktemp("styles"))
 
 
-class Invert:
+class Invert(EngineBase):
     backend, precision, device = "test", "fp32", "cpu"
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import vst.stream.engine as engine_mod
 import vst.stream.render as render_mod
 from vst.stream.blend import make_blend
 from vst.stream.blend_config import BlendConfig
+from vst.stream.engine import EngineBase
 from vst.stream.processor import HostProcessor, Processed, make_processor
 from vst.stream.sources import AvSource
 from vst.styles import resolve_style
@@ -113,7 +114,7 @@ def test_ordered_cuda_processor_never_drops(monkeypatch: pytest.MonkeyPatch) -> 
 def test_host_processor_refuses_a_non_image_model() -> None:
     from vst.errors import VstError
 
-    class OneChannel:
+    class OneChannel(EngineBase):
         backend, precision, device = "onnxruntime", "fp32", "cpu"
 
         def __call__(self, frame: np.ndarray) -> np.ndarray:
