@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"inference backend: {' | '.join(('auto', *BACKENDS))} (default auto: the fastest installed)")  # fmt: skip
     p.add_argument("--device", default=None, metavar="cuda:N",
                    help="pin this process to GPU N (one vst per GPU, docs/deploy.md); sets CUDA_VISIBLE_DEVICES before CUDA starts")  # fmt: skip
+    p.add_argument("--device-i420", action="store_true",
+                   help="CUDA backends: convert the output to I420 on the GPU and download that (half the bytes, no "
+                        "host conversion) for frames published at processing size; off by default until measured on a GPU")  # fmt: skip
     add_blend_option(p, "temporal blend strength 0..1 (0: off; 1 measured best)")
     add_budget_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for the network)")
@@ -206,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         # a WHIP publisher feeds the same browser-camera input as the page's camera mode
         PipelineConfig(source="browser" if source == "whip" else source, size=size, fps=args.fps, style=args.style,
                        backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
-                       stamp=args.stamp_latency, adaptive=adaptive, min_size=min_size, upscale=args.upscale)  # fmt: skip
+                       stamp=args.stamp_latency, adaptive=adaptive, min_size=min_size, upscale=args.upscale,
+                       device_i420=args.device_i420)  # fmt: skip
     )
     check_engine(pipeline, size)
     ice_host: str | None = args.host
@@ -268,6 +272,8 @@ def log_setup(pipeline: object, size: tuple[int, int], adaptive: bool = False, m
     log.info("inference: backend %s, precision %s, device %s, %s; %s (aspect kept)",
              engine.backend, engine.precision, engine.device,
              f"{threads} threads" if threads else "threads n/a", sizing)  # fmt: skip
+    if pipeline.config.device_i420 and engine.device != "cuda":  # type: ignore[attr-defined]
+        log.warning("--device-i420 applies to the CUDA backends; %s runs on the CPU, so it is ignored", engine.backend)
 
 
 async def _serve(server: StreamServer, args: argparse.Namespace, token: str | None) -> None:

@@ -41,3 +41,29 @@ def test_negotiated_video_codec() -> None:
     assert negotiated_video_codec(answer) == "h264"
     assert negotiated_video_codec(answer.replace("H264", "VP8")) == "vp8"
     assert negotiated_video_codec("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n") is None
+
+
+def test_setup_line_reads_the_engine_contract(caplog: pytest.LogCaptureFixture) -> None:
+    """The start-up line names backend, precision, device and threads from the Engine protocol, and
+    --device-i420 on a CPU engine says it is ignored instead of silently doing nothing."""
+    import logging
+    from types import SimpleNamespace
+
+    from vst.stream.engine import EngineBase
+    from vst.stream.serve_cli import log_setup
+
+    class CpuEngine(EngineBase):
+        backend, precision, device, threads = "openvino", "bf16", "cpu", 2
+
+    assert build_parser().parse_args(["--device-i420"]).device_i420 is True
+    assert build_parser().parse_args([]).device_i420 is False
+    for flag in (False, True):
+        caplog.clear()
+        pipeline = SimpleNamespace(style="monet", build_engine=lambda _s: CpuEngine(),
+                                   config=SimpleNamespace(device_i420=flag))  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="vst"):
+            log_setup(pipeline, (640, 360), adaptive=True, min_size=(160, 90))
+        text = caplog.text
+        assert "backend openvino, precision bf16, device cpu, 2 threads" in text
+        assert "adaptive down to 160x90" in text
+        assert ("--device-i420 applies to the CUDA backends" in text) is flag
