@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -45,7 +46,7 @@ from vst.errors import VstError
 from vst.flow import FlowEstimator, make_flow
 from vst.stream.blend_config import DEFAULT_BUDGET, BlendConfig, BlendMode, WarpKernel
 
-__all__ = ["DEFAULT_BUDGET", "BlendConfig", "BlendStage", "budget_threshold", "make_blend"]
+__all__ = ["DEFAULT_BUDGET", "BlendConfig", "BlendStage", "Motion", "budget_threshold", "make_blend"]
 from vst.warp import blur_radius
 
 log = logging.getLogger("vst.blend")
@@ -53,6 +54,18 @@ log = logging.getLogger("vst.blend")
 _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _CHANNEL_SUM = np.ones((1, 3), np.float32)
 _D = BlendConfig()  # the keyword defaults below come from the one config
+
+
+@dataclass(frozen=True)
+class Motion:
+    """``BlendStage.motion``'s result: what the blend takes from the inputs alone."""
+
+    alpha: float
+    """The blend strength this frame runs at (read once, so a live change never splits a frame)."""
+    pos: np.ndarray | None = None
+    """(H, W, 2) float32 sample positions in frame t-1; None: the history restarts with this frame."""
+    matched: np.ndarray | None = None
+    """(H, W) uint8, 1 where the photometric check says the pixel is not occluded."""
 
 
 class BlendStage:
@@ -146,19 +159,20 @@ class BlendStage:
 
     def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
         """frame: input x_t, (H, W, 3) uint8; stylized: G(x_t), same shape. Returns (H, W, 3) uint8."""
-        alpha = self._alpha
-        if alpha == 0.0:
-            if self._prev_in is not None:
-                self.reset()
-            return stylized
-        if frame.shape != stylized.shape:
-            raise ValueError(f"frame {frame.shape} and stylized {stylized.shape} differ in shape")
-        if self._prev_in is None or self._prev_in.shape != frame.shape:
-            if self._prev_in is not None:
-                log.info("blend: resolution changed to %dx%d, new history", frame.shape[1], frame.shape[0])
-            self._remember(frame, stylized)
-            return stylized
+        return self.finish(frame, stylized, self.motion(frame))
 
+    def motion(self, frame: np.ndarray) -> Motion:
+        """Phase 1, from the inputs alone: the flow t -> t-1, the sample map and the photometric mask.
+
+        It needs nothing from the engine, so a processor may run it on another thread while the engine
+        stylizes ``frame``; ``finish`` must then follow before the next ``motion``. Alpha is read here.
+        """
+        alpha = self._alpha
+        if alpha == 0.0 or self._prev_in is None:
+            return Motion(alpha)
+        if self._prev_in.shape != frame.shape:
+            log.info("blend: resolution changed to %dx%d, new history", frame.shape[1], frame.shape[0])
+            return Motion(alpha)
         pos = self._map(self._flow(frame, self._prev_in))
         warped_in = cv2.remap(self._prev_in, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         # Channel sum by cv2.transform, saturating at 255: exact for the comparison while 3·threshold < 255
@@ -170,8 +184,23 @@ class BlendStage:
         if matched_fraction < self.cut_fraction:
             self.cuts += 1
             log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * matched_fraction)
+            return Motion(alpha)
+        return Motion(alpha, pos, matched)
+
+    def finish(self, frame: np.ndarray, stylized: np.ndarray, motion: Motion) -> np.ndarray:
+        """Phase 2: blend the warped history into ``stylized`` = G(``frame``) where ``motion`` (this
+        frame's ``motion``) says the pixels match; advance the history."""
+        alpha = motion.alpha
+        if alpha == 0.0:
+            if self._prev_in is not None:
+                self.reset()
+            return stylized
+        if frame.shape != stylized.shape:
+            raise ValueError(f"frame {frame.shape} and stylized {stylized.shape} differ in shape")
+        if motion.pos is None or motion.matched is None:  # no history yet, a new size, or a scene cut
             self._remember(frame, stylized)
             return stylized
+        pos, matched = motion.pos, motion.matched
 
         assert self._prev_out is not None
         warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from vst.errors import VstError
 from vst.flow import FlowEstimator
-from vst.stream.blend import BlendStage
+from vst.stream.blend import BlendStage, Motion
 from vst.stream.blend_config import BlendConfig
 from vst.stream.engine import CUDA_BACKENDS, Engine, TensorEngine
 
@@ -101,15 +102,23 @@ def check_output(out: object, frame: np.ndarray, backend: str) -> np.ndarray:
 
 
 class HostProcessor:
-    """Engine frame API + CPU ``BlendStage``, synchronously in the caller's thread (outputs in order)."""
+    """Engine frame API + CPU ``BlendStage`` in the caller's thread (outputs in order).
+
+    With the blend on, the blend's first phase (flow and mask, from the inputs alone) runs on a helper
+    thread while the engine stylizes the same frame; ``overlap=False`` runs it after the engine
+    instead (benchmarks/blend_cost.py compares the two).
+    """
 
     kind: Literal["host", "cuda"] = "host"
 
-    def __init__(self, engine: Engine, blend: BlendConfig, on_output: OutputCallback, flow: str | FlowEstimator = "dis") -> None:
+    def __init__(self, engine: Engine, blend: BlendConfig, on_output: OutputCallback, flow: str | FlowEstimator = "dis",
+                 overlap: bool = True) -> None:  # fmt: skip
         self._engine = engine
         self._blend = BlendStage.from_config(blend, flow)
         self._on_output = on_output
         self._count = 0
+        self.overlap = overlap
+        self._helper: ThreadPoolExecutor | None = None
 
     @property
     def blend(self) -> BlendStage:
@@ -117,11 +126,25 @@ class HostProcessor:
 
     def submit(self, frame: np.ndarray, captured: float) -> None:
         t0 = time.perf_counter()
-        out = check_output(self._engine(frame), frame, self._engine.backend)
-        out = self._blend(frame, out)  # alpha 0 is a pass-through
+        out, motion = self._stylize(frame)
+        out = self._blend.finish(frame, out, motion)  # alpha 0 is a pass-through
         index, self._count = self._count, self._count + 1
         # ``frame`` is the source's array, never reused by a source (sources.Frame): owned with the result
         self._on_output(Processed(index, out, frame, captured, (time.perf_counter() - t0) * 1e3, owned=True))
+
+    def _stylize(self, frame: np.ndarray) -> tuple[np.ndarray, Motion]:
+        """G(frame) and the blend's motion for it, side by side where that is on."""
+        if not self.overlap or self._blend.alpha == 0.0:
+            out = check_output(self._engine(frame), frame, self._engine.backend)
+            return out, self._blend.motion(frame)
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="vst-flow")
+        pending = self._helper.submit(self._blend.motion, frame)
+        try:
+            out = check_output(self._engine(frame), frame, self._engine.backend)
+        finally:  # never leave a motion running into the next frame's (it reads the history finish writes)
+            motion = pending.result()
+        return out, motion
 
     def set_engine(self, engine: Engine) -> None:
         self._engine = engine
@@ -137,7 +160,9 @@ class HostProcessor:
         """Nothing is ever pending: ``submit`` returns after the callback."""
 
     def close(self) -> None:
-        pass
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
 
 
 ProcessorKind = Literal["auto", "host", "cuda"]

@@ -172,6 +172,44 @@ def test_eval_blends_are_what_the_host_processor_serves(frames: list[np.ndarray]
         np.testing.assert_array_equal(got, want)
 
 
+def test_host_processor_overlap_serves_the_sequential_frames(frames: list[np.ndarray]) -> None:
+    """The blend's flow beside the engine (the default) gives the frames the sequential order gives, also
+    around an engine failure (the failed frame's motion is dropped; the history stays at the last output)."""
+    import threading
+
+    engine = engine_mod.make_engine(resolve_style(None), BACKEND)
+
+    class FailsOnFourth(EngineBase):
+        backend, precision, device = BACKEND, "fp32", "cpu"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, frame: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            if self.calls == 4:
+                raise RuntimeError("simulated backend failure")
+            return engine(frame)
+
+    served: dict[bool, list[np.ndarray]] = {}
+    for overlap in (False, True):
+        out: list[np.ndarray] = []
+        proc = HostProcessor(FailsOnFourth(), BlendConfig(alpha=1.0), lambda p: out.append(p.stylized), overlap=overlap)
+        for i, frame in enumerate(frames):
+            if i == 3:
+                with pytest.raises(RuntimeError, match="simulated"):
+                    proc.submit(frame, 0.0)
+            else:
+                proc.submit(frame, 0.0)
+        proc.close()
+        served[overlap] = out
+    assert len(served[True]) == len(frames) - 1
+    assert not any(t.name.startswith("vst-flow") for t in threading.enumerate())  # close() ended the helper
+    assert any(not np.array_equal(a, engine(f)) for a, f in zip(served[True][4:], frames[5:], strict=False))  # it blends
+    for a, b in zip(served[True], served[False], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------------- CLI defaults
 
 
