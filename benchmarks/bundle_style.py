@@ -65,7 +65,7 @@ def body() -> int:
     meta |= {
         "name": args.name,
         "description": args.description,
-        "provenance": args.provenance or f"trained from scratch by vst-train; model card below; see docs/training.md",
+        "provenance": args.provenance or "trained from scratch by vst-train; model card below; see docs/training.md",
         "license": "weights trained by vst on public-domain paintings; see vst/assets/ATTRIBUTION.md",
         "training": card,
         "measurements": measurements,

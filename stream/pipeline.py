@@ -237,6 +237,7 @@ class Pipeline:
         self._rate_in = _Rate()
         self._rate_out = _Rate()
         self._infer_ms: deque[float] = deque(maxlen=120)
+        self._shrink_ms = self._upscale_ms = 0.0  # the last resize to and from the processing size (--size auto)
         # adaptive size (processing thread only): the controller for the current frame size, and the
         # full-resolution inputs of frames in flight (the upscale's guide and the published original)
         self._sizer: SizeController | None = None
@@ -513,7 +514,10 @@ class Pipeline:
         self._full[captured] = image
         while len(self._full) > 8:  # outputs that never came (a processor error): forget the oldest
             self._full.pop(next(iter(self._full)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        t0 = time.perf_counter()
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        self._shrink_ms = (time.perf_counter() - t0) * 1e3
+        return small
 
     def _prepare(self, sizes: list[tuple[int, int]]) -> None:
         """Compile every ladder size now, off the processing thread (OpenVINO compiles per shape)."""
@@ -540,7 +544,9 @@ class Pipeline:
         # the processor's own time (engine + blend) runs at the processing size; the rest (resize,
         # upscale, I420 conversion) is paid at the output size whatever the processing size
         scalable = self._infer_ms[-1] if self._infer_ms else None
-        if self._sizer.update(time.monotonic(), busy_s * 1e3, period, scalable) is not None and self._processor is not None:
+        # the shrink and the upscale vanish altogether on the first rung (the frame's own size)
+        resize = self._shrink_ms + self._upscale_ms if self._sizer.index > 0 else 0.0
+        if self._sizer.update(time.monotonic(), busy_s * 1e3, period, scalable, resize) is not None and self._processor is not None:
             self._processor.reset()  # the blend's history is at the old size
 
     def _stamped(self, image: np.ndarray, captured: float) -> np.ndarray:
@@ -564,7 +570,9 @@ class Pipeline:
         # Published arrays are shared by every viewer and never mutated: copy what the processor may reuse.
         if full is not None and full.shape != p.stylized.shape:  # adaptive: back to the output size
             size = (full.shape[1], full.shape[0])
+            t0 = time.perf_counter()
             stylized = guided_upscale(p.stylized, full) if self.config.upscale == "guided" else upscale(p.stylized, size)
+            self._upscale_ms = (time.perf_counter() - t0) * 1e3
             original = full
         else:
             stylized = p.stylized if p.owned and not self.config.stamp else p.stylized.copy()

@@ -87,9 +87,11 @@ class SizeController:
 
     ``update`` is called once per processed frame with the wall time (s), the frame's busy time (ms),
     the source frame period (s) and, optionally, the part of the busy time that runs at the processing
-    size (engine + blend; the rest, such as the upscale to the output size, does not shrink with it).
-    It returns the new index when the size should change, else None. The cost model (the scalable
-    part grows with the pixel count, the rest stays) only predicts; measurements decide.
+    size (engine + blend; the rest, such as the upscale to the output size, does not shrink with it)
+    and the part that exists only because the processing size is not the frame's (the shrink and the
+    upscale: the first rung, the frame itself, has neither). It returns the new index when the size
+    should change, else None. The cost model (the scalable part grows with the pixel count, the
+    resize part vanishes on the first rung, the rest stays) only predicts; measurements decide.
     """
 
     def __init__(self, sizes: list[tuple[int, int]], control: SizeControl | None = None, start: int = 0) -> None:
@@ -98,7 +100,7 @@ class SizeController:
         self.sizes = sizes
         self.control = control or SizeControl()
         self.index = min(max(start, 0), len(sizes) - 1)
-        self._samples: deque[tuple[float, float, float]] = deque()  # (time, load, scalable load)
+        self._samples: deque[tuple[float, float, float, float]] = deque()  # (time, load, scalable load, resize load)
         self._changed: float | None = None
         self._headroom_since: float | None = None
         self._last_up = -1e9
@@ -108,6 +110,8 @@ class SizeController:
         """The last window's mean load (busy / period)."""
         self.scalable_load = 0.0
         """The part of ``load`` that scales with the processing size's pixels."""
+        self.resize_load = 0.0
+        """The part of ``load`` spent resizing to and from the processing size (none on the first rung)."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -118,23 +122,28 @@ class SizeController:
         return w * h
 
     def predicted_load(self, i: int) -> float:
-        return self.load - self.scalable_load + self.scalable_load * self._pixels(i) / self._pixels(self.index)
+        fixed = self.load - self.scalable_load - (self.resize_load if i == 0 else 0.0)
+        return fixed + self.scalable_load * self._pixels(i) / self._pixels(self.index)
 
-    def update(self, now: float, busy_ms: float, period_s: float, scalable_ms: float | None = None) -> int | None:
+    def update(self, now: float, busy_ms: float, period_s: float, scalable_ms: float | None = None,
+               resize_ms: float = 0.0) -> int | None:  # fmt: skip
         c = self.control
         if self._changed is None:  # the first frames warm caches (and compile shapes): settle first
             self._changed = now
         if now - self._changed < c.settle_s or period_s <= 0:
             return None
         scalable = busy_ms if scalable_ms is None else min(scalable_ms, busy_ms)
-        self._samples.append((now, busy_ms / (period_s * 1e3), scalable / (period_s * 1e3)))
+        resize = min(max(resize_ms, 0.0), busy_ms - scalable)
+        self._samples.append((now, busy_ms / (period_s * 1e3), scalable / (period_s * 1e3), resize / (period_s * 1e3)))
         # the window: the last window_s, but never fewer than min_samples frames (a slow engine)
         while len(self._samples) > c.min_samples and now - self._samples[0][0] > c.window_s:
             self._samples.popleft()
         if len(self._samples) < c.min_samples or now - self._samples[0][0] < c.window_s * 0.8:
             return None
-        self.load = sum(x for _t, x, _s in self._samples) / len(self._samples)
-        self.scalable_load = sum(x for _t, _x, x in self._samples) / len(self._samples)
+        n = len(self._samples)
+        self.load = sum(s[1] for s in self._samples) / n
+        self.scalable_load = sum(s[2] for s in self._samples) / n
+        self.resize_load = sum(s[3] for s in self._samples) / n
         if self.load > c.down_load and self.index < len(self.sizes) - 1:
             target = self.index + 1
             while target < len(self.sizes) - 1 and self.predicted_load(target) > c.target_load:
@@ -142,15 +151,25 @@ class SizeController:
             if now - self._last_up < c.regret_s:  # the last step up did not hold: wait longer next time
                 self._up_hold = min(self._up_hold * 2, c.max_up_hold_s)
             return self._move(now, target)
-        if self.index > 0 and self.predicted_load(self.index - 1) < c.up_load:
+        up = self._step_up()
+        if up is not None:
             if self._headroom_since is None:
                 self._headroom_since = now
             elif now - self._headroom_since >= self._up_hold:
                 self._last_up = now
-                return self._move(now, self.index - 1)
+                return self._move(now, up)
         else:
             self._headroom_since = None
         return None
+
+    def _step_up(self) -> int | None:
+        """The size to step up to if there is headroom for it: the next larger one, or else the frame's
+        own size when only dropping the resize makes room (an upscale that costs more than the engine)."""
+        if self.index == 0:
+            return None
+        if self.predicted_load(self.index - 1) < self.control.up_load:
+            return self.index - 1
+        return 0 if self.predicted_load(0) < self.control.up_load else None
 
     def _move(self, now: float, index: int) -> int:
         old, self.index = self.index, index
@@ -167,8 +186,8 @@ class SizeController:
 def upscale(stylized: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w, 3) uint8 -> (H, W, 3) uint8 at ``size`` (W, H), bicubic.
 
-    A guided-filter upsampler (driven by the full-resolution input) was measured against this on real
-    frames and did not beat it (docs/benchmarks.md, "Adaptive processing size"), so bicubic it is.
+    ``--upscale bicubic``: the cheapest. The default, ``guided_upscale``, is about 2 dB PSNR closer to
+    the full-size stylization at equal time (docs/benchmarks.md, "Upscaling a smaller stylization").
     """
     if stylized.shape[1::-1] == tuple(size):
         return stylized

@@ -138,3 +138,21 @@ def test_a_fixed_cost_is_not_expected_to_shrink() -> None:
     # (0.42 load x 1.76 = 0.74 predicted one step up).
     assert ctrl.size == sizes[3] == (284, 160), (moves, ctrl.load)
     assert [i for _t, i in moves] == [4, 3], moves
+
+
+def test_the_first_rung_has_no_resize_cost() -> None:
+    """The frame's own size is stylized as it is: no shrink, no upscale. With a 60 fps source, 9 ms of
+    engine at full size and 9 ms of guided upscale at every smaller size, only the full size fits
+    (9 / 16.7 = 0.54 load); counted as fixed, the upscale would predict 0.81 there and hold the
+    smallest size forever (what the session-5 serving test saw)."""
+    period = 1 / 60
+    sizes = ladder((640, 360), (160, 90))
+    engine_ms = lambda size: 9.0 * size[0] * size[1] / (640 * 360)  # noqa: E731
+    for counted in (False, True):
+        ctrl = SizeController(sizes, start=len(sizes) - 1)  # from the floor: straight to the full size
+        t = 0.0
+        while t < 20.0:
+            resize = 9.0 if ctrl.index > 0 else 0.0
+            ctrl.update(t, engine_ms(ctrl.size) + resize, period, engine_ms(ctrl.size), resize if counted else 0.0)
+            t += period
+        assert (ctrl.index == 0) is counted, (counted, ctrl.index, ctrl.load)
