@@ -2,8 +2,9 @@
 
 aiortc's camelCase API stays inside this module and ``vst.stream.encode``. Fan-out: the
 pipeline's one-slot output is shared by every viewer. By default one ``SharedEncoder`` per picture
-encodes it once and every viewer's sender packetizes the same packets (``vst.stream.encode``).
-With ``--per-viewer-encoder`` (and for the WHIP publisher) each viewer gets its own light
+encodes it once and every viewer's sender, and a ``--publish`` to an SFU, packetizes the same packets
+(``vst.stream.encode``). With ``--per-viewer-encoder`` (and for a WHIP publish whose SFU answers
+another codec) each viewer gets its own light
 ``PipelineTrack`` that wraps the shared I420 planes in a fresh ``av.VideoFrame``. We do not use ``MediaRelay`` because it hands
 one frame object to every viewer's encoder, and those encoders run in parallel executor threads
 and mutate the frame (``pict_type``; ``reformat`` when it is not I420): with two viewers that
@@ -101,7 +102,7 @@ class Fanout:
 
     - ``subscribe_encoded`` (the default for viewers): an ``EncodedTrack`` on the one
       ``SharedEncoder`` per picture, so N viewers also cost one encode (``vst.stream.encode``).
-    - ``subscribe`` (``--per-viewer-encoder``, and the WHIP publisher to an SFU): a ``PipelineTrack``
+    - ``subscribe`` (``--per-viewer-encoder``, and a WHIP publish whose SFU answers another codec): a ``PipelineTrack``
       of raw frames, encoded by the viewer's own RTCRtpSender, with its own bitrate from its own REMB.
 
     A viewer whose sender is slow skips to the newest output (raw) or to the next keyframe (encoded).
