@@ -23,7 +23,7 @@ from typing import Any
 
 from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
-from vst.flow import make_flow
+from vst.flow import DISFlow, make_flow
 from vst.stream.blend import BlendStage
 
 log = logging.getLogger("vst.bench.ablation")
@@ -50,6 +50,9 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale 
     "flow: DIS medium, full res": {"alpha": 1.0, "flow": "dis-medium", "flow_scale": 1.0},
     "flow: the metric's own Farnebäck (ceiling, not fair)": {"alpha": 1.0, "flow": "farneback"},
     "flow at most 160x90 px": {"alpha": 1.0, "flow_pixels": 160 * 90},
+    "DIS 3 descent iterations": {"alpha": 1.0, "dis": {"GradientDescentIterations": 3}},
+    "DIS without spatial propagation": {"alpha": 1.0, "dis": {"UseSpatialPropagation": False}},
+    "DIS patch stride 5": {"alpha": 1.0, "dis": {"PatchStride": 5}},
     "flow at most 320x180 px": {"alpha": 1.0, "flow_pixels": 320 * 180},
     "budget 6": {"alpha": 1.0, "budget": 6.0},
     "budget 18 (over the |Δ| target)": {"alpha": 1.0, "budget": 18.0},
@@ -60,7 +63,10 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale 
 def _stage(options: dict[str, Any]) -> BlendStage:
     opts = dict(options)
     alpha, scale, pixels = opts.pop("alpha"), opts.pop("flow_scale", None), opts.pop("flow_pixels", None)
-    opts["flow"] = make_flow(opts.get("flow", "dis"), scale, pixels)
+    if "dis" in opts:  # the runtime's DIS with some settings changed
+        opts["flow"] = DISFlow("realtime", 0.5 if scale is None else scale, pixels, opts.pop("dis"))
+    else:
+        opts["flow"] = make_flow(opts.get("flow", "dis"), scale, pixels)
     return BlendStage(alpha, **opts)
 
 

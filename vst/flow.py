@@ -126,18 +126,25 @@ class DISFlow(_ScaledFlow):
 
     min_size = (8, 12)  # OpenCV's DIS refuses images with a side under 8 or both under 12
 
-    def __init__(self, preset: str = "realtime", scale: float = 0.5, max_pixels: int | None = None) -> None:
+    def __init__(self, preset: str = "realtime", scale: float = 0.5, max_pixels: int | None = None,
+                 params: dict[str, int | bool] | None = None) -> None:  # fmt: skip
+        """``params``: OpenCV DIS settings over the preset's, by setter name (``{"PatchStride": 5}``)."""
         super().__init__(scale, max_pixels)
         if preset not in DIS_PRESET_NAMES:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {', '.join(DIS_PRESET_NAMES)}")
         self.preset = preset
         self.name = f"dis-{preset}@{scale:g}" + (f"<={max_pixels}px" if max_pixels else "")
+        self.name += "".join(f",{k}={v}" for k, v in (params or {}).items())
         if preset == "realtime":
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            for key, value in _DIS_REALTIME.items():
-                getattr(self._dis, f"set{key}")(value)
+            params = {**_DIS_REALTIME, **(params or {})}
         else:
             self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        for key, value in (params or {}).items():
+            setter = getattr(self._dis, f"set{key}", None)
+            if setter is None:
+                raise ValueError(f"OpenCV's DIS has no setting {key!r}")
+            setter(value)
 
     def _compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         return self._dis.calc(prev, nxt, None)

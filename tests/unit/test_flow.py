@@ -34,6 +34,15 @@ def test_factory() -> None:
         make_flow("raft-magic")
 
 
+def test_dis_settings_override_the_preset() -> None:
+    flow = DISFlow("realtime", params={"PatchStride": 5, "UseSpatialPropagation": False})
+    assert flow._dis.getPatchStride() == 5 and flow._dis.getPatchSize() == 8  # the rest stays the preset's
+    assert not flow._dis.getUseSpatialPropagation() and "PatchStride=5" in flow.name
+    assert DISFlow("realtime")._dis.getPatchStride() == 4
+    with pytest.raises(ValueError, match="no setting 'Bogus'"):
+        DISFlow("realtime", params={"Bogus": 1})
+
+
 def test_reduced_scale_flow_is_rescaled() -> None:
     """A global shift measured at half resolution comes back in full-resolution pixels."""
     rng = np.random.default_rng(1)
