@@ -53,6 +53,10 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale 
     "DIS 3 descent iterations": {"alpha": 1.0, "dis": {"GradientDescentIterations": 3}},
     "DIS without spatial propagation": {"alpha": 1.0, "dis": {"UseSpatialPropagation": False}},
     "DIS patch stride 5": {"alpha": 1.0, "dis": {"PatchStride": 5}},
+    "DIS warm start": {"alpha": 1.0, "dis": {}, "warm": True},
+    "DIS warm start, stride 5": {"alpha": 1.0, "dis": {"PatchStride": 5}, "warm": True},
+    "DIS warm start, 3 iterations": {"alpha": 1.0, "dis": {"GradientDescentIterations": 3}, "warm": True},
+    "DIS warm start, 2 iterations": {"alpha": 1.0, "dis": {"GradientDescentIterations": 2}, "warm": True},
     "flow at most 320x180 px": {"alpha": 1.0, "flow_pixels": 320 * 180},
     "budget 6": {"alpha": 1.0, "budget": 6.0},
     "budget 18 (over the |Δ| target)": {"alpha": 1.0, "budget": 18.0},
@@ -64,7 +68,7 @@ def _stage(options: dict[str, Any]) -> BlendStage:
     opts = dict(options)
     alpha, scale, pixels = opts.pop("alpha"), opts.pop("flow_scale", None), opts.pop("flow_pixels", None)
     if "dis" in opts:  # the runtime's DIS with some settings changed
-        opts["flow"] = DISFlow("realtime", 0.5 if scale is None else scale, pixels, opts.pop("dis"))
+        opts["flow"] = DISFlow("realtime", 0.5 if scale is None else scale, pixels, opts.pop("dis"), opts.pop("warm", False))
     else:
         opts["flow"] = make_flow(opts.get("flow", "dis"), scale, pixels)
     return BlendStage(alpha, **opts)

@@ -142,6 +142,7 @@ class BlendStage:
     def reset(self) -> None:
         """Forget the history: the next frame is passed through and starts a new one."""
         self._prev_in = self._prev_out = None
+        self._flow.reset()  # a warm-started flow must not start from the old scene's motion
 
     def _remember(self, frame: np.ndarray, out: np.ndarray) -> None:
         if self._prev_in is None or self._prev_in.shape != frame.shape:
@@ -184,6 +185,7 @@ class BlendStage:
         if matched_fraction < self.cut_fraction:
             self.cuts += 1
             log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * matched_fraction)
+            self._flow.reset()
             return Motion(alpha)
         return Motion(alpha, pos, matched)
 

@@ -377,6 +377,8 @@ class CudaProcessor:
     def reset(self) -> None:
         self._have_history = False
         self._prev_frame = None
+        if self._flow is not None:
+            self._flow.reset()
 
     # ------------------------------------------------------------------ producer side
 
@@ -509,6 +511,8 @@ class CudaProcessor:
             else:
                 self._prev_frame = frame.copy()  # once per history; later frames copy into it
         else:
+            if self._prev_frame is not None and self._flow is not None:
+                self._flow.reset()
             self._have_history, self._prev_frame = False, None  # as BlendStage: α 0 keeps no history
         slot.output = self._output
         if slot.output == "i420" and not self._i420_ready:

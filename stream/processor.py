@@ -135,8 +135,8 @@ class HostProcessor:
     def _stylize(self, frame: np.ndarray) -> tuple[np.ndarray, Motion]:
         """G(frame) and the blend's motion for it, side by side where that is on."""
         if not self.overlap or self._blend.alpha == 0.0:
-            out = check_output(self._engine(frame), frame, self._engine.backend)
-            return out, self._blend.motion(frame)
+            motion = self._blend.motion(frame)  # first, as when overlapped: a failing engine then leaves the same state
+            return check_output(self._engine(frame), frame, self._engine.backend), motion
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="vst-flow")
         pending = self._helper.submit(self._blend.motion, frame)

@@ -43,6 +43,24 @@ def test_dis_settings_override_the_preset() -> None:
         DISFlow("realtime", params={"Bogus": 1})
 
 
+def test_warm_start_carries_the_last_flow_until_reset() -> None:
+    """The blend's 'dis' starts each pair from the previous pair's flow; reset forgets it, so the next
+    pair is what a cold estimator gives."""
+    rng = np.random.default_rng(4)
+    import cv2
+
+    tex = cv2.GaussianBlur((rng.random((120, 160, 3)) * 255).astype(np.uint8), (0, 0), 2.0)
+    frames = [np.roll(tex, (0, 2 * i), axis=(0, 1)) for i in range(4)]  # 2 px right per frame
+    warm, cold = make_flow("dis"), DISFlow("realtime", 0.5, params={"PatchStride": 5})
+    assert warm.warm and "warm" in warm.name and not cold.warm
+    for a, b in zip(frames[1:3], frames[:2], strict=True):
+        got = warm(a, b)
+    assert not np.array_equal(got, cold(frames[2], frames[1]))  # started from the first pair's flow
+    assert np.median(got[20:-20, 20:-20, 0]) == pytest.approx(-2.0, abs=0.3)  # t -> t-1: content 2 px left
+    warm.reset()
+    np.testing.assert_array_equal(warm(frames[3], frames[2]), cold(frames[3], frames[2]))
+
+
 def test_reduced_scale_flow_is_rescaled() -> None:
     """A global shift measured at half resolution comes back in full-resolution pixels."""
     rng = np.random.default_rng(1)
@@ -91,11 +109,14 @@ def test_tiny_frames_give_a_flow_not_an_error(shape: tuple[int, int], scale: flo
         assert not flow.any()
 
 
-# Measured mean EPE of DIS 'realtime' at scale 0.5 (the runtime default): 0.41 / 1.80 / 17.1 px
-# (OpenCV's 'fast' preset there: 0.87 / 3.09 / 19.15); Farnebäck at full scale: 1.22 / 6.09 / 28.3.
-# 'hard' (market_5, mean motion 32 px) is beyond all of them.
-@pytest.mark.parametrize(("level", "dis_bound", "fb_bound"), [("easy", 0.6, 1.6), ("medium", 2.4, 7.5), ("hard", 19.0, 32.0)])
-def test_endpoint_error_bounds(data, level: str, dis_bound: float, fb_bound: float) -> None:
+# Measured mean EPE of DIS 'realtime' at scale 0.5: 0.41 / 1.80 / 17.1 px (OpenCV's 'fast' preset
+# there: 0.87 / 3.09 / 19.15); the blend's 'dis' (patch stride 5) on a first, cold pair: 0.43 / 1.87 /
+# 19.9 (its warm start buys back E(V) cut on video, not single-pair accuracy: docs/temporal.md);
+# Farnebäck at full scale: 1.22 / 6.09 / 28.3. 'hard' (market_5, mean motion 32 px) is beyond all of them.
+@pytest.mark.parametrize(("level", "dis_bound", "stream_bound", "fb_bound"),
+                         [("easy", 0.6, 0.6, 1.6), ("medium", 2.4, 2.5, 7.5), ("hard", 19.0, 22.0, 32.0)])  # fmt: skip
+def test_endpoint_error_bounds(data, level: str, dis_bound: float, stream_bound: float, fb_bound: float) -> None:
     f2, f3, gt, _ = load_pair(data, level)
-    assert endpoint_error(make_flow("dis")(f2, f3), gt) < dis_bound
+    assert endpoint_error(make_flow("dis-realtime")(f2, f3), gt) < dis_bound
+    assert endpoint_error(make_flow("dis")(f2, f3), gt) < stream_bound
     assert endpoint_error(make_flow("farneback")(f2, f3), gt) < fb_bound

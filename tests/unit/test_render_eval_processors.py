@@ -174,7 +174,8 @@ def test_eval_blends_are_what_the_host_processor_serves(frames: list[np.ndarray]
 
 def test_host_processor_overlap_serves_the_sequential_frames(frames: list[np.ndarray]) -> None:
     """The blend's flow beside the engine (the default) gives the frames the sequential order gives, also
-    around an engine failure (the failed frame's motion is dropped; the history stays at the last output)."""
+    around an engine failure (the failed frame's motion is dropped; the history stays at the last output;
+    the warm-started flow has seen the failed frame in both orders)."""
     import threading
 
     engine = engine_mod.make_engine(resolve_style(None), BACKEND)
