@@ -251,7 +251,7 @@ class BlendStage:
 def _abs_sample(dev: np.ndarray, stride: int) -> np.ndarray:
     """|dev[::stride, ::stride]| as a 2-D array of one channel (a column per channel value)."""
     h, w = dev.shape[:2]
-    if stride == 2 and h % 2 == 0 and w % 2 == 0 and dev.dtype in (np.float32, np.float64):
+    if stride == 2 and h and w and h % 2 == 0 and w % 2 == 0 and dev.dtype in (np.float32, np.float64):
         # OpenCV's nearest-neighbour halving of an even size samples exactly the even rows and
         # columns, 4x faster than numpy's strided copy
         sample = cv2.resize(dev, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST)
@@ -263,8 +263,8 @@ def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2, start: flo
     """``vst.warp.budget_threshold`` for (H, W, C) arrays: the smallest b >= 0 with mean |S_b(dev)| <= budget.
 
     Same stride-2 sample as the reference, but by Newton's method instead of a sort (0.1 ms instead of
-    0.4 at 320x180), each step one OpenCV threshold and two reductions: g(b) = mean(max(|v| − b, 0)) is convex, decreasing and piecewise linear, so
-    Newton steps from the left of the root never overshoot and land on it exactly once on its linear
+    0.4 at 320x180), each step one OpenCV threshold and two reductions: g(b) = mean(max(|v| − b, 0))
+    is convex, decreasing and piecewise linear, so Newton steps from the left of the root never overshoot and land on it exactly once on its linear
     piece; a step from the right lands left of it (the tangent lies below g). ``start``, the previous
     frame's b, is usually within one or two steps of this frame's.
     """
