@@ -102,7 +102,7 @@ def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int,
             proc.close()
     shares = {m: round(statistics.median(1 - off / on for off, on in zip(runs["off"], runs[m], strict=True)), 4)
               for m in modes[1:]}  # fmt: skip
-    return {k: _stats(v) for k, v in runs.items()}, shares
+    return {k: {**_stats(v), "rounds": [round(x, 3) for x in v]} for k, v in runs.items()}, shares
 
 
 def _body(args: argparse.Namespace) -> int:
