@@ -47,6 +47,8 @@ DIS_PRESET_NAMES = ("realtime", *_DIS_PRESETS)
 # what a patch stride of 5 instead of 4 loses: within 1 point of realtime's E(V) cut on five clips at
 # 640x360, for 2.6 instead of 4.2 ms per pair at 320x180 (docs/temporal.md, session 6).
 _DIS_STREAM = {"PatchStride": 5}
+_CUT_LEVELS = 24.0
+"""Mean |grey difference| (0..255) of a pair above which a warm-started DIS starts cold instead."""
 
 
 class FlowEstimator(Protocol):
@@ -165,8 +167,11 @@ class DISFlow(_ScaledFlow):
     def _compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         if not self.warm:
             return self._dis.calc(prev, nxt, None)
-        if self._last is not None and self._last.shape[:2] != prev.shape[:2]:
-            self.reset()  # a new size: a new stream
+        if self._last is not None and (self._last.shape[:2] != prev.shape[:2]
+                                       or cv2.norm(prev, nxt, cv2.NORM_L1) > _CUT_LEVELS * prev.size):  # fmt: skip
+            # a new size, or grey levels that changed too much for the last motion to mean anything here
+            # (a scene cut that a caller such as the CUDA processor only sees later): start cold
+            self.reset()
         init = self._last
         self._last = self._dis.calc(prev, nxt, None if init is None else init.copy())
         return self._last

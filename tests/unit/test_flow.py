@@ -59,6 +59,11 @@ def test_warm_start_carries_the_last_flow_until_reset() -> None:
     assert np.median(got[20:-20, 20:-20, 0]) == pytest.approx(-2.0, abs=0.3)  # t -> t-1: content 2 px left
     warm.reset()
     np.testing.assert_array_equal(warm(frames[3], frames[2]), cold(frames[3], frames[2]))
+    # a pair across a cut (another picture) starts cold by itself, so the next pair does not start
+    # from the cut's meaningless flow either
+    other = frames[0] // 2 + 120  # the same texture, 60-120 grey levels brighter: a cut for the grey check
+    warm(frames[1], frames[0])
+    np.testing.assert_array_equal(warm(other, frames[1]), DISFlow("realtime", 0.5, params={"PatchStride": 5})(other, frames[1]))
 
 
 def test_reduced_scale_flow_is_rescaled() -> None:
