@@ -13,6 +13,7 @@ timings; the pipeline owns one and applies its decisions between frames.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -205,7 +206,10 @@ def guided_upscale(stylized: np.ndarray, guide: np.ndarray, radius: int = 4, eps
     """
     H, W = guide.shape[:2]
     h, w = stylized.shape[:2]
-    luma_full = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    full = _full_res_buffers(H, W)
+    luma_full = full["luma"]
+    cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY, dst=full["grey"])
+    np.copyto(luma_full, full["grey"], casting="unsafe")
     luma = cv2.resize(luma_full, (w, h), interpolation=cv2.INTER_AREA)
     p = stylized.astype(np.float32)
     k = (2 * radius + 1, 2 * radius + 1)
@@ -216,8 +220,27 @@ def guided_upscale(stylized: np.ndarray, guide: np.ndarray, radius: int = 4, eps
     cov = cv2.blur(p * luma3, k) - mean_i * mean_p
     a = cov / (var_i + eps * 255 * 255)
     b = mean_p - a * mean_i
-    a = cv2.resize(cv2.blur(a, k), (W, H), interpolation=cv2.INTER_LINEAR)
-    b = cv2.resize(cv2.blur(b, k), (W, H), interpolation=cv2.INTER_LINEAR)
-    out = cv2.add(cv2.multiply(a, cv2.merge([luma_full, luma_full, luma_full])), b)
+    # Full resolution: into this thread's buffers for the size. Fresh arrays here, several frames' worth
+    # alive at once, made glibc trim and re-fault its heap on every call: 8.5 ms instead of 2 at 640x360.
+    a_full, b_full, out = full["a"], full["b"], full["out"]
+    cv2.resize(cv2.blur(a, k), (W, H), dst=a_full, interpolation=cv2.INTER_LINEAR)
+    cv2.resize(cv2.blur(b, k), (W, H), dst=b_full, interpolation=cv2.INTER_LINEAR)
+    cv2.merge([luma_full, luma_full, luma_full], dst=out)
+    cv2.multiply(a_full, out, dst=out)
+    cv2.add(out, b_full, dst=out)
     cv2.max(out, 0.0, dst=out)  # convertScaleAbs saturates at 255 but mirrors negatives
-    return cv2.convertScaleAbs(out)
+    return cv2.convertScaleAbs(out)  # the result is the caller's: a fresh array
+
+
+_scratch = threading.local()
+
+
+def _full_res_buffers(h: int, w: int) -> dict[str, np.ndarray]:
+    """This thread's full-resolution scratch arrays for ``guided_upscale`` at (h, w), kept across calls."""
+    buffers: dict[str, np.ndarray] | None = getattr(_scratch, "buffers", None)
+    if buffers is None or buffers["luma"].shape != (h, w):
+        buffers = {"grey": np.empty((h, w), np.uint8), "luma": np.empty((h, w), np.float32),
+                   "a": np.empty((h, w, 3), np.float32), "b": np.empty((h, w, 3), np.float32),
+                   "out": np.empty((h, w, 3), np.float32)}  # fmt: skip
+        _scratch.buffers = buffers
+    return buffers
