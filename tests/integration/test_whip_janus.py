@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
 
+from vst.stream.pipeline import Output
 from vst.stream.whip import WhipConfig, WhipError, WhipPublisher
 
 from . import janus
@@ -102,13 +103,6 @@ class PatternTrack(MediaStreamTrack):
         return frame
 
 
-@dataclass
-class PatternOutput:
-    seq: int
-    stylized_yuv: np.ndarray
-    captured: float
-
-
 class PatternPipeline:
     """What a ``SharedEncoder`` reads from a pipeline: ``pattern(n)`` as I420 at ``FPS``."""
 
@@ -116,13 +110,13 @@ class PatternPipeline:
         self.n = 0
         self._clock = FrameClock()
 
-    async def next_output(self, seq: int, timeout: float) -> PatternOutput:
+    async def next_output(self, seq: int, timeout: float) -> Output:
         import cv2
 
         await self._clock.wait_for(self.n)
-        yuv = cv2.cvtColor(pattern(self.n % (1 << BITS)), cv2.COLOR_RGB2YUV_I420)
+        rgb = pattern(self.n % (1 << BITS))
         self.n += 1
-        return PatternOutput(self.n, yuv, time.time())
+        return Output(self.n, rgb, rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), time.time())
 
 
 @dataclass
@@ -346,7 +340,7 @@ def test_pipeline_stylized_track_reaches_subscriber(janus_stack: JanusStack, loo
     the pipeline output it came from by the latency stamp, and must be that stylized picture, not
     its source."""
     from vst.stream.overlay import STAMP_BITS, read_stamp
-    from vst.stream.pipeline import Output, Pipeline, PipelineConfig
+    from vst.stream.pipeline import Pipeline, PipelineConfig
     from vst.stream.webrtc import Fanout
 
     eid = janus_stack.create_endpoint()

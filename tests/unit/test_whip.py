@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 import pytest
 from aiohttp import web
@@ -30,6 +31,7 @@ from integration.whep_client import RtpLog
 
 from vst.errors import VstError
 from vst.stream.encode import EncodedTrack, EncoderConfig, SharedEncoder
+from vst.stream.pipeline import Output
 from vst.stream.whip import WhipConfig, WhipError, WhipPublisher, safe_url
 
 FAST = WhipConfig(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=10.0)
@@ -138,13 +140,6 @@ def only_video_codec(sdp: str, name: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-@dataclass
-class FakeOutput:
-    seq: int
-    stylized_yuv: np.ndarray
-    captured: float
-
-
 class FakePipeline:
     """What a ``SharedEncoder`` reads: a new 160x96 I420 picture every 1/30 s (moving noise)."""
 
@@ -152,12 +147,13 @@ class FakePipeline:
         self.seq = 0
         self.rng = np.random.default_rng(0)
 
-    async def next_output(self, seq: int, timeout: float) -> FakeOutput:
+    async def next_output(self, seq: int, timeout: float) -> Output:
         await asyncio.sleep(1 / 30)
         self.seq += 1
         yuv = np.full((144, 160), 128, np.uint8)
         yuv[:96] = self.rng.integers(0, 256, (96, 160), dtype=np.uint8) // 4 + 100
-        return FakeOutput(self.seq, yuv, time.time())
+        rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)  # the encoder reads only the I420
+        return Output(self.seq, rgb, rgb, yuv, time.time())
 
 
 class Collect:
