@@ -511,9 +511,7 @@ class CudaProcessor:
             else:
                 self._prev_frame = frame.copy()  # once per history; later frames copy into it
         else:
-            if self._prev_frame is not None and self._flow is not None:
-                self._flow.reset()
-            self._have_history, self._prev_frame = False, None  # as BlendStage: α 0 keeps no history
+            self.reset()  # as BlendStage: α 0 keeps no history (nor a warm-started flow)
         slot.output = self._output
         if slot.output == "i420" and not self._i420_ready:
             self._allocate_i420()

@@ -172,7 +172,7 @@ class DISFlow(_ScaledFlow):
             # a new size, or grey levels that changed too much for the last motion to mean anything here
             # (a scene cut that a caller such as the CUDA processor only sees later): start cold
             self.reset()
-        init = self._last
+        init = self._last  # calc writes into a flow it is given: a copy leaves the array returned last intact
         self._last = self._dis.calc(prev, nxt, None if init is None else init.copy())
         return self._last
 
@@ -181,7 +181,7 @@ class DISFlow(_ScaledFlow):
         if self._last is not None:
             self._last = None
             # OpenCV's DIS keeps buffers from a call that was given a flow, and later calls without one
-            # still differ from a fresh object's (measured, OpenCV 4.x): start over with a new one
+            # still differ from a fresh object's (measured, OpenCV 5.0): start over with a new one
             self._dis = self._create()
 
 
