@@ -9,9 +9,9 @@ ms/frame timed), then ``BlendStage(alpha)`` runs over the frames and its flow an
 stage are timed separately. Reports medians and p90s and the blend's share of frame time,
 blend / (engine + blend).
 
-Then the host processor (what vst-stream runs on a CPU) runs the clip with the blend off, after the
-engine ('sequential') and with its flow beside the engine ('overlap', the default): the blend's
-share of the processor's frame time is 1 - off / on. The issue's budget is a share of at most 15 %
+Then the host processor (what vst-stream runs on a CPU) runs the clip with the blend off, with the
+blend in turn with the engine in one thread ('sequential'), and with its flow beside the engine
+('overlap', the default): the blend's share of the processor's frame time is 1 - off / on. The issue's budget is a share of at most 15 %
 at 640x360 on the backend ``auto`` picks.
 """
 
@@ -79,8 +79,8 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
 def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int,
                        flow: str = "dis") -> tuple[dict[str, dict[str, float]], dict[str, float]]:  # fmt: skip
     """Frame time of the host processor (what vst-stream runs on a CPU) over the clip: blend off, blend
-    after the engine ('sequential'), and the blend's flow beside the engine ('overlap', the default);
-    and the blend's share of the frame, 1 - off / on, per round, median over rounds.
+    in turn with the engine in one thread ('sequential'), and the blend's flow beside the engine
+    ('overlap', the default); and the blend's share of the frame, 1 - off / on, per round, median over rounds.
 
     The three run in turn, ``rounds`` times, in a rotating order. Shares are paired within a round
     because this VM's speed drifts by up to 15 % within a minute (seen: blend-off frames 47.7 ms, then

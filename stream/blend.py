@@ -264,8 +264,8 @@ def budget_threshold(dev: np.ndarray, budget: float, stride: int = 2, start: flo
 
     Same stride-2 sample as the reference, but by Newton's method instead of a sort (0.1 ms instead of
     0.4 at 320x180), each step one OpenCV threshold and two reductions: g(b) = mean(max(|v| − b, 0))
-    is convex, decreasing and piecewise linear, so Newton steps from the left of the root never overshoot and land on it exactly once on its linear
-    piece; a step from the right lands left of it (the tangent lies below g). ``start``, the previous
+    is convex, decreasing and piecewise linear, so Newton steps from the left of the root never
+    overshoot and land on it exactly once on its linear piece; a step from the right lands left of it (the tangent lies below g). ``start``, the previous
     frame's b, is usually within one or two steps of this frame's.
     """
     a = _abs_sample(dev, stride)

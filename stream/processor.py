@@ -105,8 +105,8 @@ class HostProcessor:
     """Engine frame API + CPU ``BlendStage`` in the caller's thread (outputs in order).
 
     With the blend on, the blend's first phase (flow and mask, from the inputs alone) runs on a helper
-    thread while the engine stylizes the same frame; ``overlap=False`` runs it after the engine
-    instead (benchmarks/blend_cost.py compares the two).
+    thread while the engine stylizes the same frame; ``overlap=False`` runs it in this thread, just
+    before the engine (benchmarks/blend_cost.py compares the two).
     """
 
     kind: Literal["host", "cuda"] = "host"
