@@ -500,9 +500,9 @@ def _sent_codec(transceiver: Any, answer: str) -> str | None:
     codecs = getattr(transceiver, "_codecs", None)  # aiortc's result of the negotiation
     if codecs:
         return str(codecs[0].mimeType).split("/")[-1].lower()
-    m = re.search(r"(?m)^m=video \S+ \S+ (\d+)", answer)
-    name = re.search(rf"(?m)^a=rtpmap:{m.group(1)} ([^/\s]+)/", answer) if m else None
-    return name.group(1).lower() if name else None
+    from vst.stream.webrtc import negotiated_video_codec  # once per connection; the SDP helpers live there
+
+    return negotiated_video_codec(answer)
 
 
 _HINTS = {
