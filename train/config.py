@@ -106,6 +106,12 @@ class LossConfig:
     """Shift-equivariance L1 weight: G(crop of x shifted by 1-3 px) against the same crop of G(x).
     The stride-2 encoder makes G depend on the pixel grid's phase, which paints a grid-locked
     period-2 hatching and changes the texture whenever the camera pans (0 = off)."""
+    noise: float = 0.0
+    """Noise-stability L1 weight: G(x + Gaussian noise of ``noise_sigma``) against G(x). Camera and
+    compression noise changes every frame, and a generator that paints it into strokes flickers
+    even where nothing moves (0 = off)."""
+    noise_sigma: float = 0.04
+    """Standard deviation of that noise, in the [-1, 1] input range (0.04 is about 5 levels of 255)."""
     flow_cycle: float = 0.0
     """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
     reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the

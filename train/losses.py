@@ -61,6 +61,12 @@ def shift_loss(g: torch.nn.Module, x: Tensor, gx: Tensor, dy: int, dx: int, marg
     return (out[..., m : h - m, m : w - m] - ref[..., m : h - m, m : w - m]).abs().mean()
 
 
+def noise_loss(g: torch.nn.Module, x: Tensor, gx: Tensor, noise: Tensor) -> Tensor:
+    """L1 between G on ``x + noise`` and ``gx`` = G(x): how much of the input's noise G paints into
+    its output (camera and compression noise differ every frame, so that part flickers)."""
+    return (g(x + noise).float() - gx.float()).abs().mean()
+
+
 def image_gradients(x: Tensor) -> Tensor:
     """Sobel x/y responses per channel: (N, C, H, W) -> (N, 2C, H, W), replicate-padded."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 8.0

@@ -39,7 +39,7 @@ from vst.styles import Style, save_style
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .lk_flow import flow_cycle_loss
-from .losses import ImagePool, gan_loss, shift_loss, temporal_loss
+from .losses import ImagePool, gan_loss, noise_loss, shift_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -498,6 +498,9 @@ class CycleGANTrainer(TrainerBase):
             if lc.shift > 0:
                 dy, dx = (int(v) for v in torch.randint(1, 4, (2,), generator=self.gen))
                 losses["shift"] = shift_loss(self.g_ab, real_a, fake_b, dy, dx)
+            if lc.noise > 0:
+                noise = torch.randn(real_a.shape, generator=self.gen).to(real_a.device) * lc.noise_sigma
+                losses["noise"] = noise_loss(self.g_ab, real_a, fake_b, noise)
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
         if use_fc:
@@ -508,7 +511,7 @@ class CycleGANTrainer(TrainerBase):
             "g_gan_b": lc.gan, "g_gan_a": lc.gan, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,
             "temporal": lc.temporal, "long_term": lc.long_term, "shift": lc.shift,
-            "flow_cycle": lc.flow_cycle,
+            "noise": lc.noise, "flow_cycle": lc.flow_cycle,
         }  # fmt: skip
         loss_g = sum(weights[k] * v for k, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import torch
 from tiny_train import flow_cache_in_tmp, tiny_config  # noqa: F401  (an autouse fixture)
 from torch import nn
 from vst.train.lk_flow import flow_cycle_loss, lucas_kanade
-from vst.train.losses import shift_loss
+from vst.train.losses import noise_loss, shift_loss
 
 from vst.flow import read_flo
 
@@ -76,17 +76,27 @@ def test_shift_loss_sees_grid_locked_patterns_not_equivariant_nets() -> None:
     assert float(locked_even) < 1e-5
 
 
+def test_noise_loss_is_what_the_net_passes_through() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 24, 32, generator=gen) * 2 - 1
+    noise = torch.randn(x.shape, generator=gen) * 0.04
+    identity = nn.Identity()
+    flat = nn.Sequential(nn.AvgPool2d(8), nn.Upsample(scale_factor=8))  # averages most of the noise away
+    assert float(noise_loss(identity, x, x, noise)) == pytest.approx(float(noise.abs().mean()), rel=1e-6)
+    assert float(noise_loss(flat, x, flat(x), noise)) < 0.2 * float(noise.abs().mean())
+
+
 def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: type) -> None:
     from vst.train.cli import main
 
     tiny_config(tmp_path, data)
     run = tmp_path / "run"
     args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q",
-            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "data.frame_size=[48, 32]"]  # fmt: skip
+            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "data.frame_size=[48, 32]"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    for key in ("shift", "flow_cycle", "temporal", "g_total"):
+    for key in ("shift", "noise", "flow_cycle", "temporal", "g_total"):
         assert all(math.isfinite(float(r[key])) for r in rows), key
-    assert float(rows[0]["shift"]) > 0 and float(rows[0]["flow_cycle"]) > 0
+    assert float(rows[0]["shift"]) > 0 and float(rows[0]["flow_cycle"]) > 0 and float(rows[0]["noise"]) > 0
