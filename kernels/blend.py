@@ -33,17 +33,35 @@ __device__ __forceinline__ float masked_alpha(const T* cur, const T* prev_in, in
 """
 
 _LOWPASS_SRC = _MASK_DEVICE_SRC + r"""
-// d = warp_bicubic(prev_out) − styl (all pixels: the blur reads neighbours), am = α·photometric mask.
+// d = clamp(warp_bicubic(prev_out)) − styl (all pixels: the blur reads neighbours), am = α·photometric
+// mask. With rc > 0 the warped history is clamped to styl's min..max over the (2rc+1)² window that
+// stops at the border (the neighbourhood clamp).
 extern "C" __global__ void lowpass_prep(const T* cur, const T* prev_in, const T* prev_out, const T* styl,
                                         const T* flow, float* d, float* am, int c, int h, int w,
-                                        float alpha, float threshold) {
+                                        float alpha, float threshold, int rc) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     int hw = h * w;
     if (i >= hw) return;
     float fx, fy;
     flow_target(flow, i, w, hw, &fx, &fy);
     am[i] = masked_alpha(cur, prev_in, i, c, h, w, fx, fy, alpha, threshold);
-    for (int k = 0; k < c; ++k) d[k * hw + i] = bicubic(prev_out + k * hw, w, h, fx, fy) - LD(styl[k * hw + i]);
+    int x = i % w, y = i / w;
+    int y0 = max(y - rc, 0), y1 = min(y + rc, h - 1), x0 = max(x - rc, 0), x1 = min(x + rc, w - 1);
+    for (int k = 0; k < c; ++k) {
+        const T* plane = styl + k * hw;
+        float g = LD(plane[i]), v = bicubic(prev_out + k * hw, w, h, fx, fy);
+        if (rc > 0) {
+            float lo = g, hi = g;
+            for (int yy = y0; yy <= y1; ++yy)
+                for (int xx = x0; xx <= x1; ++xx) {
+                    float s = LD(plane[yy * w + xx]);
+                    lo = fminf(lo, s);
+                    hi = fmaxf(hi, s);
+                }
+            v = fminf(fmaxf(v, lo), hi);
+        }
+        d[k * hw + i] = v - g;
+    }
 }
 // Horizontal Gaussian pass over (C, H, W), replicate border; taps = 2r+1 weights.
 extern "C" __global__ void blur_h(const float* src, float* dst, const float* taps, int r, int c, int h, int w) {
@@ -87,10 +105,11 @@ def gaussian_taps(sigma: float) -> list[float]:
 
 def lowpass_blend_reference(cur: Tensor, prev_in: Tensor, prev_out: Tensor, stylized: Tensor, flow: Tensor,
                             alpha: float, threshold: float, sigma: float, shrink: float,
-                            budget: float | None = None) -> Tensor:  # fmt: skip
+                            budget: float | None = None, *, clamp: int = 0) -> Tensor:  # fmt: skip
     """Torch reference of ``BlendStage`` mode 'lowpass'. Images (N, C, H, W) in one value range, flow t -> t-1."""
     mask = photometric_mask(cur, backward_warp(prev_in, flow), threshold)
-    return blend_lowpass(stylized, backward_warp(prev_out, flow, mode="bicubic"), mask, alpha, sigma, shrink, budget)
+    warped = backward_warp(prev_out, flow, mode="bicubic")
+    return blend_lowpass(stylized, warped, mask, alpha, sigma, shrink, budget, clamp)
 
 
 def budget_threshold_cupy(dev: Any, budget: float, shrink: float, stride: int = 2) -> Any:
@@ -104,11 +123,12 @@ def budget_threshold_cupy(dev: Any, budget: float, shrink: float, stride: int = 
 
 def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flow: Any,
                        alpha: float, threshold: float, sigma: float, shrink: float,
-                       budget: float | None = None, cut_fraction: float = 0.0) -> Any:  # fmt: skip
+                       budget: float | None = None, cut_fraction: float = 0.0, *, clamp: int = 0) -> Any:  # fmt: skip
     """CuPy kernels with the reference's arguments; arrays (1, C, H, W) / (1, 2, H, W), one float dtype.
 
     ``cut_fraction`` > 0 adds ``BlendStage``'s scene cut: below that fraction of unoccluded pixels the
     output is ``stylized`` itself (decided on the device; the reference has no cut, hence 0 by default).
+    ``clamp`` is the neighbourhood clamp's radius (``BlendConfig.clamp``; 0 = off).
 
     Intermediates are float32 whatever the storage dtype, so fp16 rounds only inputs and output.
     """
@@ -124,7 +144,7 @@ def lowpass_blend_cupy(cur: Any, prev_in: Any, prev_out: Any, stylized: Any, flo
     r = cp.int32((taps.size - 1) // 2)
     ci, hi, wi = cp.int32(c), cp.int32(h), cp.int32(w)
     out = cp.empty_like(arrs[0])
-    launch(kernel(_LOWPASS_SRC, "lowpass_prep", t), h * w, (*arrs, d, am, ci, hi, wi, cp.float32(alpha), cp.float32(threshold)))
+    launch(kernel(_LOWPASS_SRC, "lowpass_prep", t), h * w, (*arrs, d, am, ci, hi, wi, cp.float32(alpha), cp.float32(threshold), cp.int32(clamp)))
     launch(kernel(_LOWPASS_SRC, "blur_h", t), c * h * w, (d, rows, taps, r, ci, hi, wi))
     launch(kernel(_LOWPASS_SRC, "blur_v_mask", t), c * h * w, (rows, am, d, taps, r, ci, hi, wi))  # d is free again
     b = cp.full((), shrink, cp.float32) if budget is None else budget_threshold_cupy(d, budget, shrink)

@@ -25,6 +25,11 @@ applied, by default (mode 'lowpass'), as
   stylization than that, however strongly a style flickers. A hard clamp (the opposite choice)
   cut E(V) far less for the same |Δ|.
 - bicubic warp of the history: sharper than bilinear under recursion.
+- neighbourhood clamp (radius 2): the warped history is clamped per channel to the min..max of G(x_t)
+  over the 5x5 window around each pixel. In flat regions a wrong flow passes the photometric check
+  (the input looks the same wherever it points), so the history can drag colours in from elsewhere,
+  and with α 1 such a smear builds up frame by frame; a colour G has nowhere nearby is a ghost, and
+  the clamp drops it, while flicker within the local range (what the blend is for) is kept.
 docs/temporal.md has the measurements behind every choice; 'full' and 'restore' stay for comparison.
 
 A scene cut (too few pixels pass the photometric check) resets the history; a new resolution
@@ -88,6 +93,7 @@ class BlendStage:
         shrink: float = _D.shrink,
         budget: float | None = _D.budget,
         max_gain: float = _D.max_gain,
+        clamp: int = _D.clamp,
     ) -> None:
         """
         alpha: weight of the warped previous output, in [0, 1] (0 = off). In 'lowpass' mode 1 is
@@ -104,8 +110,11 @@ class BlendStage:
         budget: the most mean |out − G| (0..255 levels) a frame may have ('lowpass' only); b is raised
             per frame to meet it. None = no budget (only ``shrink``).
         max_gain: the most the detail band may be amplified (guards against noise blow-up).
+        clamp: history clamp radius (0 = off): the warped history is clamped to the range of G's
+            (2r+1)² neighbourhood, so a wrong flow cannot smear colours the frame does not have.
         """
-        self.config = BlendConfig(alpha, sigma, mask_threshold, budget, shrink, cut_fraction, mode, kernel, max_gain)
+        self.config = BlendConfig(alpha, sigma, mask_threshold, budget, shrink, cut_fraction, mode, kernel, max_gain, clamp)
+        self._clamp_kernel = np.ones((2 * clamp + 1, 2 * clamp + 1), np.uint8) if clamp else None
         self._flow = make_flow(flow) if isinstance(flow, str) else flow
         self.mode, self.kernel = mode, kernel
         self.mask_threshold, self.cut_fraction = mask_threshold, cut_fraction
@@ -137,7 +146,7 @@ class BlendStage:
         """The stage for ``config`` (the form the pipeline and the CLIs use)."""
         return cls(config.alpha, flow, mode=config.mode, kernel=config.kernel, mask_threshold=config.mask_threshold,
                    cut_fraction=config.cut_fraction, sigma=config.sigma, shrink=config.shrink, budget=config.budget,
-                   max_gain=config.max_gain)  # fmt: skip
+                   max_gain=config.max_gain, clamp=config.clamp)  # fmt: skip
 
     def reset(self) -> None:
         """Forget the history: the next frame is passed through and starts a new one."""
@@ -207,6 +216,8 @@ class BlendStage:
         assert self._prev_out is not None
         warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
+        if self._clamp_kernel is not None:  # min/max filters of G (OpenCV runs a square one separably)
+            cv2.min(cv2.max(warped, cv2.erode(g, self._clamp_kernel)), cv2.dilate(g, self._clamp_kernel), dst=warped)
         # α·mask as 3 channels for cv2.multiply: numpy's (H, W, 3) x (H, W, 1) broadcast was 4x slower,
         # cv2.merge 1.5x slower than this
         am = cv2.cvtColor(np.multiply(matched, np.float32(alpha), dtype=np.float32), cv2.COLOR_GRAY2RGB)

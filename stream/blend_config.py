@@ -40,6 +40,11 @@ class BlendConfig:
     """Interpolation of the history warp (the CUDA kernels are bicubic)."""
     max_gain: float = 1.6
     """'restore' only: the most the detail band may be amplified."""
+    clamp: int = 2
+    """History clamp radius r (0 = off): before blending, the warped history is clamped per channel to
+    the min..max of G's (2r+1)² neighbourhood. A colour the current frame has nowhere nearby is a
+    ghost dragged in by a wrong flow (flat regions, where the photometric check cannot see the
+    flow is wrong), never steadiness; without the clamp such smears built up over frames."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "lowpass", "restore"):
@@ -54,6 +59,8 @@ class BlendConfig:
             raise ValueError(f"budget must be >= 0, got {self.budget}")
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if isinstance(self.clamp, bool) or not (isinstance(self.clamp, int) and 0 <= self.clamp <= 8):
+            raise ValueError(f"clamp must be an integer radius in [0, 8], got {self.clamp!r}")
         if not 0.0 <= self.cut_fraction <= 1.0:
             raise ValueError(f"cut_fraction must be in [0, 1], got {self.cut_fraction}")
         self.check_alpha(self.alpha)

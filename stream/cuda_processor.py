@@ -580,7 +580,7 @@ class CudaProcessor:
             cp = self.device.kernels()
             with self.device.kernel_stream(self.compute):
                 out = lowpass_blend_cupy(*(cp.from_dlpack(t) for t in (self.cur32, self.prev_in32, self.prev_out32, self.styl32, self.flow32)),
-                                         alpha, threshold, cfg.sigma, shrink, budget, cfg.cut_fraction)  # fmt: skip
+                                         alpha, threshold, cfg.sigma, shrink, budget, cfg.cut_fraction, clamp=cfg.clamp)  # fmt: skip
             self.prev_out32.copy_(torch.from_dlpack(out))  # DLPack: stream-ordered hand-off, no host sync
         else:
             self.prev_out32.copy_(y)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from vst.cli import (ArgumentParser, add_budget_option, check_output_path, float_range, int_range, parse_size, run_main,
+from vst.cli import (ArgumentParser, add_budget_option, add_clamp_option, check_output_path, float_range, int_range, parse_size, run_main,
                      setup_logging)  # fmt: skip
 from vst.errors import SourceError, VstError
 from vst.fileio import is_regular_file
@@ -142,6 +142,7 @@ def evaluate(
     metric_flow: str,
     mode: str,
     budget: float | None = DEFAULT_BUDGET,
+    clamp: int = _BLEND.clamp,
 ) -> tuple[dict[str, float], list[BlendResult], dict[float, list[np.ndarray]]]:
     """Metrics of the per-frame outputs and of each blend; also returns the blended frames.
 
@@ -155,7 +156,7 @@ def evaluate(
     own = temporal_error(frames, geometry).e_v
     results, outputs = [], {}
     for alpha in alphas:
-        stage = BlendStage.from_config(blend_config(alpha, mode, budget), flow)
+        stage = BlendStage.from_config(blend_config(alpha, mode, budget, clamp), flow)
         result, outputs[alpha] = score_blend(frames, stylized, geometry, base.e_v, stage, engine_ms, own)
         results.append(result)
     per_frame = {"e_v": base.e_v, "e_warp": base.e_warp, "valid": base.valid, "input_e_v": own,
@@ -163,10 +164,10 @@ def evaluate(
     return per_frame, results, outputs
 
 
-def blend_config(alpha: float, mode: str, budget: float | None) -> BlendConfig:
+def blend_config(alpha: float, mode: str, budget: float | None, clamp: int = _BLEND.clamp) -> BlendConfig:
     """The validated blend for one α (BlendConfig's defaults otherwise); a bad setting is a one-line VstError."""
     try:
-        return BlendConfig(alpha=alpha, mode=mode, budget=budget)  # type: ignore[arg-type]
+        return BlendConfig(alpha=alpha, mode=mode, budget=budget, clamp=clamp)  # type: ignore[arg-type]
     except ValueError as e:
         raise VstError(f"--blend: {e}") from None
 
@@ -234,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", default="dis", choices=FLOW_NAMES, help="the blend's flow (default dis)")
     p.add_argument("--metric-flow", default="farneback", choices=FLOW_NAMES, help="the metric's flow (default farneback)")
     add_budget_option(p)
+    add_clamp_option(p)
     p.add_argument("--mode", default=_BLEND.mode, choices=get_args(BlendMode), help=f"blend mode (default {_BLEND.mode})")
     p.add_argument("--paintings", type=Path, default=None, metavar="DIR",
                    help="also measure style strength against this folder of paintings (SWD ratio, artefact index)")  # fmt: skip
@@ -273,12 +275,12 @@ def _body() -> int:
     engine = make_engine(style, args.backend)
     stylized, engine_ms = stylize(engine, frames, style.name)
     base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode,
-                                      args.blend_budget)  # fmt: skip
+                                      args.blend_budget, args.blend_clamp)  # fmt: skip
     h, w = frames[0].shape[:2]
     report = {
         "input": args.input, "style": style.name, "backend": engine.backend, "size": f"{w}x{h}",
         "frames": len(frames), "engine_ms": engine_ms, "flow": args.flow, "metric_flow": args.metric_flow,
-        "mode": args.mode, "blend_budget": args.blend_budget, "per_frame": base, "blends": [asdict(r) for r in results],
+        "mode": args.mode, "blend_budget": args.blend_budget, "blend_clamp": args.blend_clamp, "per_frame": base, "blends": [asdict(r) for r in results],
     }  # fmt: skip
     if paintings is not None:
         report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
@@ -289,7 +291,7 @@ def _body() -> int:
         return 0
     lines = [
         f"{args.input}: {len(frames)} frames {w}x{h}, style {style.name} ({engine.backend}, {engine_ms:.1f} ms/frame), "
-        f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}, budget {args.blend_budget}",
+        f"blend flow {args.flow}, metric flow {args.metric_flow}, mode {args.mode}, budget {args.blend_budget}, clamp {args.blend_clamp}",
         f"input video's own E(V) {base['input_e_v']:.5f}",
         f"{'alpha':>5} {'E(V)':>9} {'E ratio':>7} {'E_warp':>9} {'E(V) cut':>8} {'sharp':>6} {'|Δ|':>6} {'blend ms':>8} {'share':>6} {'cuts':>4}",
         f"{0.0:5.2f} {base['e_v']:9.5f} {base['e_ratio']:7.2f} {base['e_warp']:9.5f} {'-':>8} {1.0:6.2f} {0.0:6.3f} {0.0:8.2f} {0.0:6.1%} {0:4d}",

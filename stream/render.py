@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, check_output_path, int_range, parse_size,
+from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, add_clamp_option, check_output_path, int_range, parse_size,
                      run_main, setup_logging)  # fmt: skip
 from vst.errors import VstError
 from vst.process import configure_process
@@ -54,6 +54,8 @@ class RenderConfig:
     """Temporal blend strength alpha (0 = per-frame)."""
     blend_budget: float | None = _BLEND.budget
     """The blend's most mean |out − G| per frame, 0..255 levels (None: no budget)."""
+    blend_clamp: int = _BLEND.clamp
+    """The blend's history clamp radius (0 = off)."""
     crf: int = 18
     """x264 constant rate factor for the output, 0 (lossless) .. 51."""
     progress: bool = True
@@ -69,7 +71,7 @@ class RenderConfig:
     def blend_config(self) -> BlendConfig:
         """The validated blend (BlendConfig's defaults for everything but α and the budget); VstError if out of range."""
         try:
-            return BlendConfig(alpha=self.blend, budget=self.blend_budget)
+            return BlendConfig(alpha=self.blend, budget=self.blend_budget, clamp=self.blend_clamp)
         except ValueError as e:
             raise VstError(f"--blend: {e}") from None
 
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto, fp32, bf16 (torch-cpu, openvino), fp16 (cuda)")  # fmt: skip
     add_blend_option(p, "temporal blend strength alpha, 0 (off) to 1 (measured best)")
     add_budget_option(p)
+    add_clamp_option(p)
     p.add_argument("--crf", type=int_range(0, 51), default=18, help="x264 quality 0..51 (lower is better; default 18)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -198,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    cfg = RenderConfig(args.style, args.size, args.backend, args.precision, args.blend, args.blend_budget, args.crf,
-                       not args.no_progress, args.overwrite)  # fmt: skip
+    cfg = RenderConfig(args.style, args.size, args.backend, args.precision, args.blend, args.blend_budget,
+                       args.blend_clamp, args.crf, not args.no_progress, args.overwrite)  # fmt: skip
 
     def body() -> int:
         configure_process()  # cuDNN flags for the CUDA backends; no WebRTC here

@@ -24,7 +24,7 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, float_range, int_range, parse_size, run_main,
+from vst.cli import (ArgumentParser, add_blend_option, add_budget_option, add_clamp_option, float_range, int_range, parse_size, run_main,
                      setup_logging)  # fmt: skip
 from vst.errors import VstError
 
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "host conversion) for frames published at processing size; off by default until measured on a GPU")  # fmt: skip
     add_blend_option(p, "temporal blend strength 0..1 (0: off; 1 measured best)")
     add_budget_option(p)
+    add_clamp_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for the network)")
     p.add_argument("--port", type=int_range(0, 65535), default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec sent to viewers")
@@ -196,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.publish_token:
         raise VstError("--publish-token needs --publish URL")
     source = conceal(args.source)  # the password never reaches states, banners, /stats or logs
+    from vst.stream.blend_config import BlendConfig
     from vst.stream.pipeline import Pipeline, PipelineConfig
     from vst.stream.server import ServerConfig, StreamServer
     from vst.process import ProcessSettings, configure_process
@@ -209,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
         # a WHIP publisher feeds the same browser-camera input as the page's camera mode
         PipelineConfig(source="browser" if source == "whip" else source, size=size, fps=args.fps, style=args.style,
                        backend=args.backend, blend=args.blend, blend_budget=args.blend_budget,
+                       blend_options=BlendConfig(clamp=args.blend_clamp),
                        stamp=args.stamp_latency, adaptive=adaptive, min_size=min_size, upscale=args.upscale,
                        device_i420=args.device_i420)  # fmt: skip
     )

@@ -51,9 +51,9 @@ class KernelRig:
     """Masks are thresholds: the fraction of a mask's pixels allowed to fall the other way (rounding), per dtype."""
 
 
-def _run(rig: KernelRig, fn: Callable[..., Any], tensors: tuple[Tensor, ...], *args: Any) -> Tensor:
-    """``fn`` on the tensors as kernel arrays, then ``args``; its output as a float32 tensor."""
-    return rig.to_tensor(fn(*(rig.to_array(t.contiguous()) for t in tensors), *args)).float()
+def _run(rig: KernelRig, fn: Callable[..., Any], tensors: tuple[Tensor, ...], *args: Any, **kwargs: Any) -> Tensor:
+    """``fn`` on the tensors as kernel arrays, then ``args`` and ``kwargs``; its output as a float32 tensor."""
+    return rig.to_tensor(fn(*(rig.to_array(t.contiguous()) for t in tensors), *args, **kwargs)).float()
 
 
 def _beyond(rig: KernelRig, dtype: torch.dtype, out: Tensor, ref: Tensor, scale: float = 1.0) -> Tensor:
@@ -93,18 +93,22 @@ def _blend_error(rig: KernelRig, dtype: torch.dtype, inputs: tuple[Tensor, ...],
     return err
 
 
-def check_lowpass_blend(rig: KernelRig, dtype: torch.dtype, budget: float | None) -> float:
-    """The runtime default (BlendStage 'lowpass'): bicubic warp, mask, blur, soft threshold; max abs error."""
+def check_lowpass_blend(rig: KernelRig, dtype: torch.dtype, budget: float | None, clamp: int = 0) -> float:
+    """The runtime default (BlendStage 'lowpass'): bicubic warp, neighbourhood clamp, mask, blur, soft
+    threshold; max abs error."""
     inputs = _blend_inputs(rig, dtype, 5)
     floats = tuple(x.float() for x in inputs)
     # The reference in full fp32: cuDNN would otherwise run the blur's convolutions in TF32 (~1e-3 relative).
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        ref = lowpass_blend_reference(*floats, *LOWPASS_ARGS, budget)
+        ref = lowpass_blend_reference(*floats, *LOWPASS_ARGS, budget, clamp=clamp)
+        if clamp:  # the clamp must act, or its code is not tested
+            loose = lowpass_blend_reference(*floats, *LOWPASS_ARGS, budget)
+            assert float((ref - loose).abs().max()) > 0.01
         if budget is not None:  # the budget must bind, or the threshold code is not tested
-            free = lowpass_blend_reference(*floats, *LOWPASS_ARGS)
+            free = lowpass_blend_reference(*floats, *LOWPASS_ARGS, clamp=clamp)
             styl = floats[3]
             assert float((ref - styl).abs().mean()) < 0.5 * float((free - styl).abs().mean())
-    out = _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, budget)
+    out = _run(rig, lowpass_blend_cupy, inputs, *LOWPASS_ARGS, budget, clamp=clamp)
     return _blend_error(rig, dtype, inputs, LOWPASS_ARGS[1], out, ref, BLUR_RADIUS)
 
 
@@ -150,6 +154,7 @@ def _dtype_cases(name: str, check: Callable[..., float], **kwargs: Any) -> dict[
 CASES: dict[str, Callable[[KernelRig], float]] = {
     **_dtype_cases("lowpass-blend", check_lowpass_blend, budget=BINDING_BUDGET),
     **_dtype_cases("lowpass-blend-no-budget", check_lowpass_blend, budget=None),
+    **_dtype_cases("lowpass-blend-clamp", check_lowpass_blend, budget=BINDING_BUDGET, clamp=2),
     **_dtype_cases("lowpass-blend-scene-cut", check_lowpass_scene_cut),
     **_dtype_cases("layout", check_layout),
 }

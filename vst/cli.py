@@ -138,6 +138,16 @@ def add_budget_option(parser: argparse.ArgumentParser, config: BlendConfig | Non
                         help=f"blend: most mean |out − per-frame| per frame, 0..255 levels, or 'none' (default {shown})")  # fmt: skip
 
 
+def add_clamp_option(parser: argparse.ArgumentParser, config: BlendConfig | None = None) -> None:
+    """``--blend-clamp R``, the same for every CLI that blends; the default is ``config``'s (default:
+    ``BlendConfig()``'s)."""
+    radius = _blend_defaults(config).clamp
+    parser.add_argument("--blend-clamp", type=int_range(0, 8), default=radius, metavar="R",
+                        help="blend: clamp the warped history to the range of the frame's (2R+1)² neighbourhood, so a "
+                             "wrong flow cannot smear in colours the frame does not have (0 = off: strong "
+                             f"swimming-texture styles such as candy hold steadier without it; default {radius})")  # fmt: skip
+
+
 def add_blend_option(parser: argparse.ArgumentParser, help_text: str, config: BlendConfig | None = None) -> None:
     """``--blend ALPHA`` in [0, 1], default ``config``'s α (default: ``BlendConfig()``'s). The mode may
     narrow the range (``BlendConfig.check_alpha`` says so in one line)."""

@@ -157,6 +157,16 @@ def budget_threshold(dev: Tensor, budget: float, stride: int = 2) -> float:
     return max(0.0, float(((top - n * budget) / k).max()))
 
 
+def clamp_to_neighbourhood(x: Tensor, ref: Tensor, radius: int) -> Tensor:
+    """``x`` clamped per channel to [min, max] of ``ref`` over the (2r+1)² window around each pixel
+    (the window stops at the border). Temporal anti-aliasing's neighbourhood clamp: a warped history
+    value outside the range the current frame has nearby is a ghost, not steadiness."""
+    k = 2 * radius + 1
+    hi = F.max_pool2d(ref, k, 1, radius)
+    lo = -F.max_pool2d(-ref, k, 1, radius)
+    return torch.minimum(torch.maximum(x, lo), hi)
+
+
 def blend_lowpass(
     stylized: Tensor,
     warped_prev_out: Tensor,
@@ -165,14 +175,19 @@ def blend_lowpass(
     sigma: float,
     shrink: float = 0.0,
     budget: float | None = None,
+    clamp: int = 0,
 ) -> Tensor:
     """Blend only the band below σ, with a soft-thresholded deviation; G(x_t)'s finest detail passes through.
 
     out = G + S_b(α·m·blur_σ(W − G)), S_b(v) = sign(v)·max(|v| − b, 0), in the images' value range.
+    With ``clamp`` = r > 0, W is first clamped per channel to the min..max of G over each pixel's
+    (2r+1)² neighbourhood (``clamp_to_neighbourhood``).
     b is ``shrink``, raised per frame to ``budget_threshold(deviation, budget)`` when a budget is
     given, so that the mean |out − G| never exceeds it. Shapes as in ``blend``. The runtime default
     (``vst.stream.blend``) is σ 0.95 px and a budget of 12 levels of 255; docs/temporal.md has why.
     """
+    if clamp:
+        warped_prev_out = clamp_to_neighbourhood(warped_prev_out, stylized, clamp)
     dev = (alpha * mask) * gaussian_blur(warped_prev_out - stylized, sigma)
     if budget is not None:
         shrink = max(shrink, budget_threshold(dev, budget))

@@ -120,9 +120,9 @@ class Recorded:
 
 
 def test_cpu_path_matches_torch_reference(market: list[np.ndarray]) -> None:
-    """mode 'full' with the linear kernel is vst.warp's blend with the photometric mask."""
+    """mode 'full' with the linear kernel and no clamp is vst.warp's blend with the photometric mask."""
     flow = Recorded()
-    stage = BlendStage(0.5, flow, mode="full", kernel="linear", mask_threshold=20.0)
+    stage = BlendStage(0.5, flow, mode="full", kernel="linear", mask_threshold=20.0, clamp=0)
     g = flicker(market[:2])
     stage(market[0], g[0])
     out = stage(market[1], g[1])
@@ -135,17 +135,17 @@ def test_cpu_path_matches_torch_reference(market: list[np.ndarray]) -> None:
 
 
 def test_default_path_matches_torch_reference(market: list[np.ndarray]) -> None:
-    """The default (lowpass, bicubic, σ 0.95, budget 12) is vst.warp.blend_lowpass, two frames deep."""
+    """The default (lowpass, bicubic, clamp 2, σ 0.95, budget 12) is vst.warp.blend_lowpass, two frames deep."""
     flow = Recorded()
     stage = BlendStage(0.9, flow)
-    g = texture_flicker(market[:3])
+    g = texture_flicker(market[:3], amount=60.0)  # strong enough that the budget binds after the clamp
     outs = [stage(x, s) for x, s in zip(market[:3], g, strict=True)]
     assert not np.array_equal(outs[2], g[2])
     # the third frame's reference starts from the stage's own second output (float history)
     back = torch.from_numpy(flow.flows[-1]).permute(2, 0, 1)[None]
     mask = photometric_mask(_t(market[2]), backward_warp(_t(market[1]), back), 16.0)
     prev = _t(outs[1])  # uint8-rounded history: up to 0.5 level of extra error
-    ref = blend_lowpass(_t(g[2]), backward_warp(prev, back, mode="bicubic"), mask, 0.9, 0.95, budget=12.0)
+    ref = blend_lowpass(_t(g[2]), backward_warp(prev, back, mode="bicubic"), mask, 0.9, 0.95, budget=12.0, clamp=2)
     assert stage.last_shrink > 1.0  # the budget was binding on this frame
     ref_u8 = ref.add(0.5).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     # OpenCV quantizes remap positions to 1/32 px (the blur radius, 3, is the reference's)
@@ -233,3 +233,22 @@ def test_gpu_budget_threshold_maths_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
     assert b.dtype == np.float32 and b.shape == ()
     assert float(b) == pytest.approx(budget_threshold_ref(torch.from_numpy(dev)[None], 0.05), rel=1e-5)
     assert float(kblend.budget_threshold_cupy(dev, 5.0, 0.01)) == pytest.approx(0.01)  # the fixed shrink is a floor
+
+
+def test_clamp_stops_a_ghost_the_mask_cannot_see() -> None:
+    """A flat, static input passes the photometric check everywhere, so a blob in the history (what a
+    wrong flow drags in) would be blended on; the neighbourhood clamp keeps it out, as G has no such
+    colour nearby. Where G itself has the colour, the clamp changes nothing."""
+    x = np.full((48, 64, 3), 128, np.uint8)
+    ghost = x.copy()
+    ghost[16:32, 20:40] = (40, 200, 40)
+    outs = {}
+    for clamp in (0, 2):
+        stage = BlendStage(0.95, "dis", clamp=clamp, budget=None)
+        stage(x, ghost)
+        outs[clamp] = stage(x, x).astype(int)
+    assert np.abs(outs[0] - 128).max() > 60  # without the clamp the ghost's low band stays
+    np.testing.assert_array_equal(outs[2], x)  # with it, G comes through untouched
+    steady = BlendStage(0.95, "dis", budget=None)
+    steady(x, ghost)
+    np.testing.assert_array_equal(steady(x, ghost), ghost)  # a colour G has is history, not ghost

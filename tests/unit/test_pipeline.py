@@ -114,6 +114,9 @@ def test_blend_config_defaults_are_the_clis() -> None:
         BlendConfig(mask_threshold=90)
     with pytest.raises(ValueError, match="alpha"):
         BlendConfig(alpha=1.0, budget=None)
+    for radius in (-1, 9, 1.5, True):
+        with pytest.raises(ValueError, match="clamp"):
+            BlendConfig(clamp=radius)  # type: ignore[arg-type]
     with pytest.raises(VstError, match="--blend"):
         Pipeline(PipelineConfig(blend=1.0, blend_budget=None))
 

@@ -233,6 +233,7 @@ def test_cli_blend_defaults_come_from_blend_config(module: str) -> None:
     else:
         args = _defaults(module)
     assert args["blend_budget"] == defaults.budget
+    assert args["blend_clamp"] == defaults.clamp
     if module.endswith("eval_cli"):
         assert args["mode"] == defaults.mode
     else:
@@ -240,13 +241,18 @@ def test_cli_blend_defaults_come_from_blend_config(module: str) -> None:
 
 
 def test_blend_option_helpers_take_a_config() -> None:
-    from vst.cli import DEFAULT_BLEND_BUDGET, ArgumentParser, add_blend_option, add_budget_option
+    from vst.cli import DEFAULT_BLEND_BUDGET, ArgumentParser, add_blend_option, add_budget_option, add_clamp_option
 
     p = ArgumentParser(prog="t")
     add_blend_option(p, "strength", BlendConfig(alpha=0.5))
     add_budget_option(p, BlendConfig(budget=None))
+    add_clamp_option(p, BlendConfig(clamp=0))
     args = p.parse_args([])
-    assert args.blend == 0.5 and args.blend_budget is None
+    assert args.blend == 0.5 and args.blend_budget is None and args.blend_clamp == 0
+    assert p.parse_args(["--blend-clamp", "3"]).blend_clamp == 3
+    with pytest.raises(SystemExit) as exit_info:  # one error line, exit 2 (vst's ArgumentParser)
+        p.parse_args(["--blend-clamp", "9"])
+    assert exit_info.value.code == 2
     assert DEFAULT_BLEND_BUDGET == BlendConfig().budget  # the old name still answers, from BlendConfig
 
 
@@ -262,6 +268,7 @@ def test_render_config_refuses_a_bad_blend_in_one_line() -> None:
 
     with pytest.raises(VstError, match="--blend"):
         _ = render_mod.RenderConfig(blend=1.0, blend_budget=None).blend_config
+    assert render_mod.RenderConfig(blend=1.0, blend_clamp=0).blend_config.clamp == 0
 
 
 @pytest.fixture(autouse=True)
