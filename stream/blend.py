@@ -216,8 +216,10 @@ class BlendStage:
         assert self._prev_out is not None
         warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
-        if self._clamp_kernel is not None:  # min/max filters of G (OpenCV runs a square one separably)
-            cv2.min(cv2.max(warped, cv2.erode(g, self._clamp_kernel)), cv2.dilate(g, self._clamp_kernel), dst=warped)
+        if self._clamp_kernel is not None:
+            # min/max filters of G, on the uint8 frame (the same values, 1.6x faster than on float32)
+            lo, hi = cv2.erode(stylized, self._clamp_kernel), cv2.dilate(stylized, self._clamp_kernel)
+            cv2.min(cv2.max(warped, lo.astype(np.float32)), hi.astype(np.float32), dst=warped)
         # α·mask as 3 channels for cv2.multiply: numpy's (H, W, 3) x (H, W, 1) broadcast was 4x slower,
         # cv2.merge 1.5x slower than this
         am = cv2.cvtColor(np.multiply(matched, np.float32(alpha), dtype=np.float32), cv2.COLOR_GRAY2RGB)
