@@ -40,7 +40,7 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backend: str, rounds: int = 3,
-            flow_name: str = "dis") -> dict[str, Any]:  # fmt: skip
+            flow_name: str = "dis", clamp: int | None = None) -> dict[str, Any]:  # fmt: skip
     from vst.stream.blend import make_blend
     from vst.stream.engine import make_engine
     from vst.stream.eval_cli import load_frames
@@ -55,7 +55,7 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
         styled.append(engine(x))
         engine_ms.append(1e3 * (time.perf_counter() - t0))
     flow = TimedFlow(make_flow(flow_name))
-    stage = make_blend(alpha, flow=flow)
+    stage = make_blend(alpha, flow=flow, **({} if clamp is None else {"clamp": clamp}))
     stage_ms = []
     for x, g in zip(clip, styled, strict=True):
         t0 = time.perf_counter()
@@ -65,19 +65,19 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
     rest = [s - f for s, f in zip(stage_ms, flow.ms, strict=True)]
     eng, blend = _stats(engine_ms), _stats(stage_ms)
     h, w = clip[0].shape[:2]
-    frame_ms, shares = processor_frame_ms(engine, clip, alpha, rounds, flow_name)
+    frame_ms, shares = processor_frame_ms(engine, clip, alpha, rounds, flow_name, clamp)
     return {
         "style": style, "size": f"{w}x{h}", "backend": engine.backend, "frames": len(clip), "alpha": alpha,
         "engine_ms": eng, "blend_ms": blend, "flow_ms": _stats(flow.ms), "warp_mask_blend_ms": _stats(rest),
         "share": round(blend["median"] / (eng["median"] + blend["median"]), 4),
         "processor_frame_ms": frame_ms,
-        "flow": flow.name,
+        "flow": flow.name, "clamp": stage.config.clamp,
         "processor_share": shares,  # median over rounds of the share within each round
     }  # fmt: skip
 
 
-def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int,
-                       flow: str = "dis") -> tuple[dict[str, dict[str, float]], dict[str, float]]:  # fmt: skip
+def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int, flow: str = "dis",
+                       clamp: int | None = None) -> tuple[dict[str, dict[str, float]], dict[str, float]]:  # fmt: skip
     """Frame time of the host processor (what vst-stream runs on a CPU) over the clip: blend off, blend
     in turn with the engine in one thread ('sequential'), and the blend's flow beside the engine
     ('overlap', the default); and the blend's share of the frame, 1 - off / on, per round, median over rounds.
@@ -88,11 +88,12 @@ def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int,
     from vst.stream.blend_config import BlendConfig
     from vst.stream.processor import HostProcessor
 
+    base = BlendConfig() if clamp is None else BlendConfig(clamp=clamp)
     modes = ["off", "sequential", "overlap"]
     runs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(rounds):
         for mode in modes[r % 3:] + modes[: r % 3]:
-            proc = HostProcessor(engine, BlendConfig(alpha=0.0 if mode == "off" else alpha), lambda _p: None,
+            proc = HostProcessor(engine, base.with_alpha(0.0 if mode == "off" else alpha), lambda _p: None,
                                  flow=flow, overlap=mode == "overlap")  # fmt: skip
             proc.submit(clip[0], 0.0)  # starts the history
             t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def _body(args: argparse.Namespace) -> int:
         raise VstError(f"--frames must be at least 3, got {args.frames}")
     if args.json:
         check_output_path(args.json)  # before minutes of work, not after
-    rows = [measure(s, size, args.frames, args.alpha, args.backend, args.rounds, f)
+    rows = [measure(s, size, args.frames, args.alpha, args.backend, args.rounds, f, args.clamp)
             for s in args.styles for size in args.sizes for f in args.flows]  # fmt: skip
     for r in rows:
         log.info(
@@ -138,6 +139,7 @@ def main() -> None:
     p.add_argument("--backend", default="auto", help="engine backend (default auto: what vst-stream picks)")
     p.add_argument("--rounds", type=int, default=7, help="host-processor runs per mode, interleaved (default 7)")
     p.add_argument("--flows", nargs="+", default=["dis"], choices=FLOW_NAMES, help="the blend's flow estimators to compare")
+    p.add_argument("--clamp", type=int, default=None, help="the blend's history clamp radius (default: BlendConfig's)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = p.parse_args()
     setup_logging(0)

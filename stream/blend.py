@@ -71,6 +71,8 @@ class Motion:
     """(H, W, 2) float32 sample positions in frame t-1; None: the history restarts with this frame."""
     matched: np.ndarray | None = None
     """(H, W) uint8, 1 where the photometric check says the pixel is not occluded."""
+    warped: np.ndarray | None = None
+    """(H, W, 3) float32: the previous output warped onto this frame (None: ``finish`` warps it)."""
 
 
 class BlendStage:
@@ -172,7 +174,8 @@ class BlendStage:
         return self.finish(frame, stylized, self.motion(frame))
 
     def motion(self, frame: np.ndarray) -> Motion:
-        """Phase 1, from the inputs alone: the flow t -> t-1, the sample map and the photometric mask.
+        """Phase 1, from the inputs and the history alone: the flow t -> t-1, the sample map, the
+        photometric mask and the history warped onto frame t.
 
         It needs nothing from the engine, so a processor may run it on another thread while the engine
         stylizes ``frame``; ``finish`` must then follow before the next ``motion``. Alpha is read here.
@@ -196,7 +199,9 @@ class BlendStage:
             log.info("blend: scene cut (%.0f%% of pixels matched), history reset", 100 * matched_fraction)
             self._flow.reset()
             return Motion(alpha)
-        return Motion(alpha, pos, matched)
+        assert self._prev_out is not None
+        warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
+        return Motion(alpha, pos, matched, warped)
 
     def finish(self, frame: np.ndarray, stylized: np.ndarray, motion: Motion) -> np.ndarray:
         """Phase 2: blend the warped history into ``stylized`` = G(``frame``) where ``motion`` (this
@@ -213,8 +218,10 @@ class BlendStage:
             return stylized
         pos, matched = motion.pos, motion.matched
 
-        assert self._prev_out is not None
-        warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
+        warped = motion.warped
+        if warped is None:
+            assert self._prev_out is not None
+            warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
         if self._clamp_kernel is not None:
             # min/max filters of G, on the uint8 frame (the same values, 1.6x faster than on float32)
