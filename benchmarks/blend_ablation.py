@@ -39,7 +39,7 @@ CLIPS = {  # name: (path under ../shared/data, frames)
 }
 VARIANTS: dict[str, dict[str, Any]] = {  # name: BlendStage options (flow_scale / flow_pixels: the flow's working size)
     "default": {"alpha": 1.0},
-    "no history clamp": {"alpha": 1.0, "clamp": 0},
+    "history clamp 5x5": {"alpha": 1.0, "clamp": 2},
     "history clamp 3x3": {"alpha": 1.0, "clamp": 1},
     "α 0.5": {"alpha": 0.5},
     "full band, α 0.7": {"alpha": 0.7, "mode": "full"},

@@ -25,11 +25,13 @@ applied, by default (mode 'lowpass'), as
   stylization than that, however strongly a style flickers. A hard clamp (the opposite choice)
   cut E(V) far less for the same |Δ|.
 - bicubic warp of the history: sharper than bilinear under recursion.
-- neighbourhood clamp (radius 2): the warped history is clamped per channel to the min..max of G(x_t)
-  over the 5x5 window around each pixel. In flat regions a wrong flow passes the photometric check
-  (the input looks the same wherever it points), so the history can drag colours in from elsewhere,
-  and with α 1 such a smear builds up frame by frame; a colour G has nowhere nearby is a ghost, and
-  the clamp drops it, while flicker within the local range (what the blend is for) is kept.
+- neighbourhood clamp (``clamp`` = r, off by default): the warped history is clamped per channel to
+  the min..max of G(x_t) over the (2r+1)² window around each pixel. In flat regions a wrong flow
+  passes the photometric check (the input looks the same wherever it points), so the history can
+  drag colours in from elsewhere, and with α 1 such a smear builds up frame by frame; the clamp
+  drops a colour G has nowhere nearby. It also pulls the history to G's local extremes, which cost
+  sharpness on smooth (upscaled) footage and most of the cut on styles whose strokes swim (candy),
+  so it is an option, not the default (docs/temporal.md).
 docs/temporal.md has the measurements behind every choice; 'full' and 'restore' stay for comparison.
 
 A scene cut (too few pixels pass the photometric check) resets the history; a new resolution

@@ -40,11 +40,12 @@ class BlendConfig:
     """Interpolation of the history warp (the CUDA kernels are bicubic)."""
     max_gain: float = 1.6
     """'restore' only: the most the detail band may be amplified."""
-    clamp: int = 2
+    clamp: int = 0
     """History clamp radius r (0 = off): before blending, the warped history is clamped per channel to
     the min..max of G's (2r+1)² neighbourhood. A colour the current frame has nowhere nearby is a
     ghost dragged in by a wrong flow (flat regions, where the photometric check cannot see the
-    flow is wrong), never steadiness; without the clamp such smears built up over frames."""
+    flow is wrong); without the clamp such smears can build up over frames. Off by default: it cost
+    sharpness on smooth footage at 1280x720 and cut on swimming-texture styles (docs/temporal.md)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "lowpass", "restore"):

@@ -144,8 +144,8 @@ def add_clamp_option(parser: argparse.ArgumentParser, config: BlendConfig | None
     radius = _blend_defaults(config).clamp
     parser.add_argument("--blend-clamp", type=int_range(0, 8), default=radius, metavar="R",
                         help="blend: clamp the warped history to the range of the frame's (2R+1)² neighbourhood, so a "
-                             "wrong flow cannot smear in colours the frame does not have (0 = off: strong "
-                             f"swimming-texture styles such as candy hold steadier without it; default {radius})")  # fmt: skip
+                             "wrong flow cannot smear in colours the frame does not have; 2 stops such smears, but "
+                             f"costs sharpness on smooth footage and steadiness on candy-like styles (default {radius}: off)")  # fmt: skip
 
 
 def add_blend_option(parser: argparse.ArgumentParser, help_text: str, config: BlendConfig | None = None) -> None:

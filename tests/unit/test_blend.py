@@ -135,17 +135,23 @@ def test_cpu_path_matches_torch_reference(market: list[np.ndarray]) -> None:
 
 
 def test_default_path_matches_torch_reference(market: list[np.ndarray]) -> None:
-    """The default (lowpass, bicubic, clamp 2, σ 0.95, budget 12) is vst.warp.blend_lowpass, two frames deep."""
+    """The default (lowpass, bicubic, σ 0.95, budget 12) is vst.warp.blend_lowpass, two frames deep; with
+    ``clamp`` 2 it is blend_lowpass with the same clamp."""
+    g = texture_flicker(market[:3], amount=60.0)  # strong enough that the budget binds with the clamp too
+    for clamp in (0, 2):
+        _check_default_path(market, g, clamp)
+
+
+def _check_default_path(market: list[np.ndarray], g: list[np.ndarray], clamp: int) -> None:
     flow = Recorded()
-    stage = BlendStage(0.9, flow)
-    g = texture_flicker(market[:3], amount=60.0)  # strong enough that the budget binds after the clamp
+    stage = BlendStage(0.9, flow, clamp=clamp)
     outs = [stage(x, s) for x, s in zip(market[:3], g, strict=True)]
     assert not np.array_equal(outs[2], g[2])
     # the third frame's reference starts from the stage's own second output (float history)
     back = torch.from_numpy(flow.flows[-1]).permute(2, 0, 1)[None]
     mask = photometric_mask(_t(market[2]), backward_warp(_t(market[1]), back), 16.0)
     prev = _t(outs[1])  # uint8-rounded history: up to 0.5 level of extra error
-    ref = blend_lowpass(_t(g[2]), backward_warp(prev, back, mode="bicubic"), mask, 0.9, 0.95, budget=12.0, clamp=2)
+    ref = blend_lowpass(_t(g[2]), backward_warp(prev, back, mode="bicubic"), mask, 0.9, 0.95, budget=12.0, clamp=clamp)
     assert stage.last_shrink > 1.0  # the budget was binding on this frame
     ref_u8 = ref.add(0.5).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     # OpenCV quantizes remap positions to 1/32 px (the blur radius, 3, is the reference's)
@@ -249,6 +255,6 @@ def test_clamp_stops_a_ghost_the_mask_cannot_see() -> None:
         outs[clamp] = stage(x, x).astype(int)
     assert np.abs(outs[0] - 128).max() > 60  # without the clamp the ghost's low band stays
     np.testing.assert_array_equal(outs[2], x)  # with it, G comes through untouched
-    steady = BlendStage(0.95, "dis", budget=None)
+    steady = BlendStage(0.95, "dis", budget=None, clamp=2)
     steady(x, ghost)
     np.testing.assert_array_equal(steady(x, ghost), ghost)  # a colour G has is history, not ghost

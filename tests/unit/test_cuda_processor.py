@@ -190,14 +190,16 @@ def corridor(data: Any) -> np.ndarray:
 
 
 @needs_gxx
-def test_cuda_blend_matches_blend_stage_on_real_frames(device: FakeDevice, market: list[np.ndarray], corridor: np.ndarray) -> None:
+@pytest.mark.parametrize("clamp", [0, 2])
+def test_cuda_blend_matches_blend_stage_on_real_frames(device: FakeDevice, market: list[np.ndarray], corridor: np.ndarray,
+                                                       clamp: int) -> None:  # fmt: skip
     """The CUDA processor's blend (emulated kernels, float32 history, device-side scene cut) against
-    BlendStage on the same frames and the same per-frame styles, with one BlendConfig; α changes live
-    and a frame from another clip (a scene cut) restarts both histories."""
+    BlendStage on the same frames and the same per-frame styles, with one BlendConfig (history clamp
+    off and on); α changes live and a frame from another clip (a scene cut) restarts both histories."""
     frames = [*market[:9], corridor]
     alphas = [1.0, 1.0, 1.0, 0.6, 0.6, 1.0, 0.0, 1.0, 1.0, 1.0]
     h, w = frames[0].shape[:2]
-    config = BlendConfig(alpha=1.0)
+    config = BlendConfig(alpha=1.0, clamp=clamp)
     host_engine, sink = FlickerEngine(h, w, len(frames)), Collect()
     stage = BlendStage.from_config(config)
     proc = CudaProcessor(FlickerEngine(h, w, len(frames)), CudaConfig(config, depth=2), sink, device)
