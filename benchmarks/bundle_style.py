@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 from vst.cli import run_main, setup_logging
@@ -27,6 +28,20 @@ log = logging.getLogger("vst.bench.bundle")
 
 ASSETS = Path(__file__).resolve().parents[1] / "vst" / "assets" / "styles"
 _CARD_FIELDS = ("trainer", "steps", "wall_time_s", "machine", "data", "config", "initialised_from", "distilled_from")
+
+
+def _pin_bundled(init: str) -> str:
+    """A run initialised from a bundled style names that file's path, which bundling overwrites: add
+    the commit that last changed it, so the card still says which weights it continued."""
+    path = Path(init).resolve()
+    if path.parent != ASSETS.resolve():
+        return init
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(path)], cwd=ASSETS, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return init
+    return f"{init} as of commit {commit}" if commit else init
 
 
 def body() -> int:
@@ -47,6 +62,8 @@ def body() -> int:
         raise VstError(f"{args.weights} has no training card: bundle a style exported by vst-train")
     scores = json.loads(args.scores.read_text())
     card = {k: run_card[k] for k in _CARD_FIELDS if run_card.get(k) is not None}
+    if init := card.get("initialised_from"):
+        card["initialised_from"] = _pin_bundled(str(init))
     card["training_seconds"] = card.pop("wall_time_s", None)
     measurements = {
         "what": "per-frame output (no blend) at 320x180, torch fp32: SWD ratio = Laplacian-pyramid patch sliced "
