@@ -65,16 +65,15 @@ _D = BlendConfig()  # the keyword defaults below come from the one config
 
 @dataclass(frozen=True)
 class Motion:
-    """``BlendStage.motion``'s result: what the blend takes from the inputs alone."""
+    """``BlendStage.motion``'s result: what the blend takes from the inputs and the history alone."""
 
     alpha: float
     """The blend strength this frame runs at (read once, so a live change never splits a frame)."""
-    pos: np.ndarray | None = None
-    """(H, W, 2) float32 sample positions in frame t-1; None: the history restarts with this frame."""
     matched: np.ndarray | None = None
-    """(H, W) uint8, 1 where the photometric check says the pixel is not occluded."""
+    """(H, W) uint8, 1 where the photometric check says the pixel is not occluded; None: the history
+    restarts with this frame."""
     warped: np.ndarray | None = None
-    """(H, W, 3) float32: the previous output warped onto this frame (None: ``finish`` warps it)."""
+    """(H, W, 3) float32: the previous output warped onto this frame (None with ``matched``)."""
 
 
 class BlendStage:
@@ -203,7 +202,7 @@ class BlendStage:
             return Motion(alpha)
         assert self._prev_out is not None
         warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
-        return Motion(alpha, pos, matched, warped)
+        return Motion(alpha, matched, warped)
 
     def finish(self, frame: np.ndarray, stylized: np.ndarray, motion: Motion) -> np.ndarray:
         """Phase 2: blend the warped history into ``stylized`` = G(``frame``) where ``motion`` (this
@@ -215,15 +214,10 @@ class BlendStage:
             return stylized
         if frame.shape != stylized.shape:
             raise ValueError(f"frame {frame.shape} and stylized {stylized.shape} differ in shape")
-        if motion.pos is None or motion.matched is None:  # no history yet, a new size, or a scene cut
+        matched, warped = motion.matched, motion.warped
+        if matched is None or warped is None:  # no history yet, a new size, or a scene cut
             self._remember(frame, stylized)
             return stylized
-        pos, matched = motion.pos, motion.matched
-
-        warped = motion.warped
-        if warped is None:
-            assert self._prev_out is not None
-            warped = cv2.remap(self._prev_out, pos, None, _INTERP[self.kernel], borderMode=cv2.BORDER_REPLICATE)
         g = stylized.astype(np.float32)
         if self._clamp_kernel is not None:
             # min/max filters of G, on the uint8 frame (the same values, 1.6x faster than on float32)
