@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 
-from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
+from vst.cli import check_output_path, int_range, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
 from vst.flow import FLOW_NAMES, TimedFlow, make_flow
+from vst.stream.blend_config import BlendConfig
 
 log = logging.getLogger("vst.bench.blend")
 
@@ -40,7 +41,7 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backend: str, rounds: int = 3,
-            flow_name: str = "dis", clamp: int | None = None) -> dict[str, Any]:  # fmt: skip
+            flow_name: str = "dis", clamp: int = BlendConfig.clamp) -> dict[str, Any]:  # fmt: skip
     from vst.stream.blend import make_blend
     from vst.stream.engine import make_engine
     from vst.stream.eval_cli import load_frames
@@ -55,7 +56,7 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
         styled.append(engine(x))
         engine_ms.append(1e3 * (time.perf_counter() - t0))
     flow = TimedFlow(make_flow(flow_name))
-    stage = make_blend(alpha, flow=flow, **({} if clamp is None else {"clamp": clamp}))
+    stage = make_blend(alpha, flow=flow, clamp=clamp)
     stage_ms = []
     for x, g in zip(clip, styled, strict=True):
         t0 = time.perf_counter()
@@ -77,7 +78,7 @@ def measure(style: str, size: tuple[int, int], frames: int, alpha: float, backen
 
 
 def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int, flow: str = "dis",
-                       clamp: int | None = None) -> tuple[dict[str, dict[str, float]], dict[str, float]]:  # fmt: skip
+                       clamp: int = BlendConfig.clamp) -> tuple[dict[str, dict[str, float]], dict[str, float]]:  # fmt: skip
     """Frame time of the host processor (what vst-stream runs on a CPU) over the clip: blend off, blend
     in turn with the engine in one thread ('sequential'), and the blend's flow beside the engine
     ('overlap', the default); and the blend's share of the frame, 1 - off / on, per round, median over rounds.
@@ -85,10 +86,9 @@ def processor_frame_ms(engine: Any, clip: list[Any], alpha: float, rounds: int, 
     The three run in turn, ``rounds`` times, in a rotating order. Shares are paired within a round
     because this VM's speed drifts by up to 15 % within a minute (seen: blend-off frames 47.7 ms, then
     55 ms for the rest of the run), which unpaired minima or medians mix into the share."""
-    from vst.stream.blend_config import BlendConfig
     from vst.stream.processor import HostProcessor
 
-    base = BlendConfig() if clamp is None else BlendConfig(clamp=clamp)
+    base = BlendConfig(clamp=clamp)
     modes = ["off", "sequential", "overlap"]
     runs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(rounds):
@@ -139,7 +139,8 @@ def main() -> None:
     p.add_argument("--backend", default="auto", help="engine backend (default auto: what vst-stream picks)")
     p.add_argument("--rounds", type=int, default=7, help="host-processor runs per mode, interleaved (default 7)")
     p.add_argument("--flows", nargs="+", default=["dis"], choices=FLOW_NAMES, help="the blend's flow estimators to compare")
-    p.add_argument("--clamp", type=int, default=None, help="the blend's history clamp radius (default: BlendConfig's)")
+    p.add_argument("--clamp", type=int_range(0, 8), default=BlendConfig.clamp,
+                   help=f"the blend's history clamp radius (default {BlendConfig.clamp}, BlendConfig's)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = p.parse_args()
     setup_logging(0)
