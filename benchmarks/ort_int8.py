@@ -29,7 +29,9 @@ log = logging.getLogger("ort_int8")
 
 
 def read_frames(path: Path, n: int, step: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """Every ``step``-th frame (up to ``n``) as the generator's (1, 3, H, W) input in [-1, 1]."""
+    """Every ``step``-th frame (up to ``n``) as the generator's (1, 3, H, W) input (``GENERATOR_SPEC``)."""
+    from vst.imaging import GENERATOR_SPEC
+
     cap = cv2.VideoCapture(str(path))
     out: list[np.ndarray] = []
     i = 0
@@ -38,8 +40,8 @@ def read_frames(path: Path, n: int, step: int, size: tuple[int, int]) -> list[np
         if not ok:
             break
         if i % step == 0:
-            rgb = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)[:, :, ::-1]
-            out.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 127.5 - 1.0)
+            rgb = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            out.append(GENERATOR_SPEC.to_input(rgb).numpy())
         i += 1
     cap.release()
     return out
