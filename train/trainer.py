@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from vst.errors import VstError
 from vst.hardware import cpu_model
 from vst.models import GeneratorSpec, PatchDiscriminator, build_generator, count_macs, init_weights
-from vst.styles import Style, save_style
+from vst.styles import Style, file_sha256, save_style
 
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
@@ -306,6 +306,7 @@ class TrainerBase:
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint {path} does not match this config's networks: {str(e).splitlines()[0]}") from None
         self.init_source = str(path)
+        self.init_sha256 = file_sha256(path)  # a bundled path's bytes change when a style is re-bundled
         log.info("networks initialised from %s", path)
 
     def export_style(self, directory: Path, name: str, extra: Mapping[str, Any] | None = None) -> Style:
@@ -320,6 +321,7 @@ class TrainerBase:
             "last_losses": {k: round(v, 5) for k, v in self.last.items()},
             "note": self.cfg.run.style_note,
             "initialised_from": getattr(self, "init_source", None),
+            "initialised_from_sha256": getattr(self, "init_sha256", None),
             **(extra or {}),
         }
         meta = {"provenance": f"trained by vst-train, run {self.run_dir.name}", "training": card}

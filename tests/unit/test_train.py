@@ -16,7 +16,7 @@ from vst.train.config import ConfigError, TrainConfig, load_config, parse_overri
 from vst.train.data import DomainA, ImageFolder, smooth_flow, synthetic_pair
 from vst.train.losses import ImagePool, edge_loss, temporal_loss
 
-from vst.styles import load_generator, resolve_style
+from vst.styles import file_sha256, load_generator, resolve_style
 from vst.warp import backward_warp
 
 if TYPE_CHECKING:
@@ -300,5 +300,7 @@ def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
     for k, v in src.g_ab.state_dict().items():
         assert torch.allclose(dst.g_ab.state_dict()[k], v.half().float()), k
     assert all(torch.equal(dst.d_b.state_dict()[k], v) for k, v in d_before.items())  # D starts fresh
+    card = dst.export_style(tmp_path / "out", "next").meta["training"]
+    assert card["initialised_from_sha256"] == file_sha256(style.weights)  # what vst.train.soup matches on
     dst.train_step(*dst.sample_batch())
     assert dst.step == 1
