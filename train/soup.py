@@ -46,7 +46,8 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
     """``section.key: value`` of ``other``'s config where it differs from ``base``'s."""
     a, b = _flat(base), _flat(other)
-    return {k: b.get(k) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    unset = "(not set)"  # an older run's config may lack a newer option
+    return {k: b.get(k, unset) for k in sorted(a.keys() | b.keys()) if a.get(k, unset) != b.get(k, unset)}
 
 
 def _load_state(style: Style) -> dict[str, torch.Tensor]:

@@ -77,7 +77,8 @@ def _description(s: Style) -> str:
 _HEADER_KEYS = ("name", "arch", "arch_kwargs", "description", "provenance", "license", "licence", "normalization", "dtype")
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Data", ("data", "dataset", "domain", "paintings", "clips", "frames")),
-    ("Recipe", ("recipe", "trainer", "config", "loss", "objective", "protocol", "note", "initialised", "init", "distill", "schedule")),
+    ("Recipe", ("recipe", "trainer", "config", "loss", "objective", "protocol", "note", "initialised", "init", "distill", "schedule",
+                "ingredient")),
     ("Compute", ("compute", "steps", "wall", "cpu", "gpu", "machine", "device", "seconds", "time", "threads")),
     ("Measurements", ("measure", "eval", "held_out", "swd", "e_v", "ratio", "metric", "score", "loss", "psnr", "artefact", "artifact", "periodic")),
 )

@@ -75,6 +75,7 @@ def test_average_states_checks_weights_and_shapes() -> None:
 def test_config_changes_flattens_sections() -> None:
     base = {"loss": {"shift": 10.0, "noise": 0.0}, "run": {"seed": 11}}
     assert config_changes(base, {"loss": {"shift": 10.0, "noise": 10.0}, "run": {"seed": 12}}) == {"loss.noise": 10.0, "run.seed": 12}
+    assert config_changes(base, {"loss": {"shift": 10.0}, "run": {"seed": 11}}) == {"loss.noise": "(not set)"}
 
 
 @pytest.mark.parametrize("args, message", [
