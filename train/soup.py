@@ -92,15 +92,17 @@ def _check_same_init(cards: Sequence[Mapping[str, Any]]) -> None:
                          f"these name {sorted(inits)}")  # fmt: skip
 
 
-def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: str) -> Style:
-    """Average the styles ``items`` (path or name, weight) into ``directory/name`` with a card that lists them."""
+def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: str, check_start: bool = True) -> Style:
+    """Average the styles ``items`` (path or name, weight) into ``directory/name`` with a card that lists them.
+    ``check_start=False`` skips the same-start check (cards that name one file by two paths)."""
     styles = [resolve_style(p) for p, _ in items]
     weights = [w for _, w in items]
     specs = {(s.spec.arch, repr(sorted(s.spec.kwargs.items()))) for s in styles}
     if len(specs) != 1:
         raise StyleError(f"ingredients have different architectures ({len(specs)} kinds): they cannot be averaged")
     cards = [s.meta.get("training") or {} for s in styles]
-    _check_same_init(cards)
+    if check_start:
+        _check_same_init(cards)
     state = average_states([_load_state(s) for s in styles], weights)
     total = sum(weights)
     base_config = cards[0].get("config") or {}
@@ -139,10 +141,13 @@ def body(argv: list[str] | None = None) -> int:
     p.add_argument("items", nargs="+", type=_item, metavar="STYLE=WEIGHT", help="a style file or name and its weight (normalised to sum 1)")
     p.add_argument("--name", required=True, help="the new style's name")
     p.add_argument("--out", type=Path, required=True, help="directory for NAME.safetensors and NAME.json")
+    p.add_argument("--same-start", action="store_true",
+                   help="trust that the ingredients share their starting weights when their cards name it differently "
+                        "(e.g. a bundled path and a copy of that file)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
     setup_logging(args.verbose)
-    make_soup(args.items, args.out, args.name)
+    make_soup(args.items, args.out, args.name, check_start=not args.same_start)
     return 0
 
 

@@ -55,10 +55,13 @@ def test_soup_refuses_ingredients_from_different_starts_or_networks(tmp_path: Pa
     # without a sha on every card the path decides
     with pytest.raises(StyleError, match="same weights"):
         make_soup([(a.weights, 1), (_ingredient(tmp_path, "c", 2, init="other", sha=None).weights, 1)], tmp_path / "o", "x")
+    assert make_soup([(a.weights, 1), (tmp_path / "in" / "c.safetensors", 1)], tmp_path / "ok", "x", check_start=False).weights.exists()
     wide = GeneratorSpec("compact", {**SPEC.kwargs, "width": 8})
     with pytest.raises(StyleError, match="architectures"):
         make_soup([(a.weights, 1), (_ingredient(tmp_path, "d", 2, spec=wide).weights, 1)], tmp_path / "o", "x")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+    with pytest.raises(StyleError, match="architectures"):  # not skipped by check_start=False
+        make_soup([(a.weights, 1), (tmp_path / "in" / "d.safetensors", 1)], tmp_path / "o", "x", check_start=False)
 
 
 def test_average_states_checks_weights_and_shapes() -> None:
