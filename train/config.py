@@ -149,6 +149,8 @@ class RunConfig:
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
     amp: str = "auto"
     """'auto' (bf16 autocast on CUDA, none on CPU), 'bf16' or 'off'."""
+    channels_last: bool = False
+    """Keep the networks' weights (and so their activations) in channels-last (NHWC) memory format."""
     log_every: int = 10
     """Steps between metrics CSV rows."""
     sample_every: int = 500

@@ -453,6 +453,9 @@ class CycleGANTrainer(TrainerBase):
         m = cfg.model
         self.d_b = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 2).to(self.device)
         self.d_a = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 3).to(self.device)
+        if cfg.run.channels_last:  # convolutions follow their weights' format; checkpoints save contiguous copies
+            for name in self.net_names:
+                getattr(self, name).to(memory_format=torch.channels_last)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
         self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=o.lr, betas=betas)

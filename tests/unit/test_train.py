@@ -304,3 +304,26 @@ def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
     assert card["initialised_from_sha256"] == file_sha256(style.weights)  # what vst.train.soup matches on
     dst.train_step(*dst.sample_batch())
     assert dst.step == 1
+
+
+def test_channels_last_and_bf16_train_save_and_resume(tmp_path: Path, data: type) -> None:
+    """run.channels_last keeps the nets NHWC; with bf16 autocast on the CPU the losses stay finite, the
+    checkpoint (contiguous copies) resumes into the same weights, and the exported style loads."""
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data, **{"run.channels_last": "true", "run.amp": "'bf16'"})
+    a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
+    b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
+    t = CycleGANTrainer(cfg, tmp_path / "cl", a, b)
+    w = next(v for v in t.g_ab.state_dict().values() if v.dim() == 4)  # a conv weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    losses = [t.train_step(*t.sample_batch()) for _ in range(2)]
+    assert all(math.isfinite(v) for step in losses for v in step.values())
+    ckpt = t.save_checkpoint()
+    back = CycleGANTrainer(cfg, tmp_path / "cl2", a, b)
+    back.load_checkpoint(ckpt)
+    assert back.step == 2
+    for k, v in t.g_ab.state_dict().items():
+        assert torch.equal(back.g_ab.state_dict()[k], v), k
+    style = t.export_style(tmp_path / "styles", "cl")
+    assert load_generator(style)(torch.zeros(1, 3, 24, 32)).shape == (1, 3, 24, 32)
