@@ -100,7 +100,7 @@ def _section_of(key: str) -> str:
 def _scalar(v: Any, key: str = "") -> str:
     if isinstance(v, bool) or v is None:
         return {True: "yes", False: "no", None: "-"}[v]
-    if isinstance(v, int | float) and key.endswith("_s") and v >= 120:
+    if isinstance(v, int | float) and key.endswith(("_s", "_seconds")) and v >= 120:
         minutes = round(v / 60)
         return f"{v:.0f} s ({minutes // 60} h {minutes % 60} min)" if minutes >= 60 else f"{v:.0f} s ({minutes} min)"
     if isinstance(v, float):

@@ -298,7 +298,7 @@ def test_styles_info_is_a_readable_card_and_list_never_cuts_words() -> None:
                    "from one frame to the next, at a cost that a two-core laptop can afford in real time")  # fmt: skip
     _tiny_style(d, "carded", description=description, training={
         "data": {"domain_b": "paintings/monet (1072)"}, "config": {"loss": {"cycle": 10, "identity": 0.5}},
-        "steps": 5000, "wall_time_s": 4727.7, "machine": "2-core EPYC",
+        "steps": 5000, "wall_time_s": 4727.7, "training_seconds": 3480, "machine": "2-core EPYC",
         "held_out_eval": {"swd_ratio": 0.61, "e_ratio": 1.4}})  # fmt: skip
     r = run_cli("vst.styles_cli", "info", "carded", timeout=60)
     assert r.returncode == 0, r.stderr
@@ -306,7 +306,7 @@ def test_styles_info_is_a_readable_card_and_list_never_cuts_words() -> None:
         json.loads(r.stdout)
     for heading in ("Data", "Recipe", "Compute", "Measurements"):
         assert f"\n{heading}\n" in r.stdout, r.stdout
-    assert "swd ratio" in r.stdout.lower() and "1 h 19 min" in r.stdout
+    assert "swd ratio" in r.stdout.lower() and "1 h 19 min" in r.stdout and "3480 s (58 min)" in r.stdout
     assert json.loads(run_cli("vst.styles_cli", "info", "carded", "--json").stdout)["name"] == "carded"
 
     r = run_cli("vst.styles_cli", "list", env={"COLUMNS": "90"}, timeout=60)
