@@ -149,7 +149,7 @@ class RunConfig:
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
     amp: str = "auto"
     """'auto' (bf16 autocast on CUDA, none on CPU), 'bf16' or 'off'. On a CPU with native bf16, 'bf16' is
-    1.4x faster per step but trained a slightly weaker monet at matched steps (docs/training.md)."""
+    1.4x faster per step but trained weaker styles at matched CPU time (docs/training.md)."""
     channels_last: bool = False
     """Keep the networks' weights (and so their activations) in channels-last (NHWC) memory format."""
     log_every: int = 10
