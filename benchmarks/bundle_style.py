@@ -27,8 +27,8 @@ from vst.styles import resolve_style
 log = logging.getLogger("vst.bench.bundle")
 
 ASSETS = Path(__file__).resolve().parents[1] / "vst" / "assets" / "styles"
-_CARD_FIELDS = ("trainer", "steps", "wall_time_s", "machine", "data", "config", "initialised_from", "initialised_from_sha256", "distilled_from",
-               "ingredients")
+_CARD_FIELDS = ("trainer", "steps", "wall_time_s", "machine", "data", "config", "initialised_from", "initialised_from_sha256",
+                "distilled_from", "ingredients")
 
 
 def _pin_bundled(init: str) -> str:

@@ -24,7 +24,6 @@ import torch
 from vst.cli import check_output_path, int_range, run_main, setup_logging, write_output
 from vst.errors import VstError
 from vst.train.config import load_config
-from vst.train.data import DomainA, ImageFolder
 from vst.train.trainer import CycleGANTrainer
 
 log = logging.getLogger("vst.bench.train_speed")
@@ -53,14 +52,11 @@ def body() -> int:
     if args.json:
         check_output_path(args.json)
     base = list(args.overrides) + ([f"run.threads={args.threads}"] if args.threads is not None else [])
-    cfg0 = load_config(args.config, base)
-    d = cfg0.data
-    a = DomainA(d.a_sources, tuple(d.frame_size), d.a_stills, d.a_still_p, d.long_gap, d.synth_max_px, d.max_frames, d.flow_cache)  # type: ignore[arg-type]
-    b = ImageFolder(Path(d.b_dir), d.b_load, d.b_crop, d.b_jitter_p)
-    trainers = {}
+    trainers: dict[str, CycleGANTrainer] = {}
     for name in args.variants:
         cfg = load_config(args.config, base + VARIANTS[name])
-        trainers[name] = CycleGANTrainer(cfg, Path("/nonexistent/train_speed"), a, b)  # never writes
+        shared = next(iter(trainers.values()), None)  # the first trainer loads the data, the others share it
+        trainers[name] = CycleGANTrainer(cfg, Path("/nonexistent/train_speed"), shared and shared.a, shared and shared.b)  # never writes
     times: dict[str, list[float]] = {n: [] for n in trainers}
     losses: dict[str, dict[str, float]] = {}
     for r in range(args.rounds):

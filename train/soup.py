@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from vst.cli import float_range, run_main, setup_logging
 from vst.errors import StyleError, VstError
-from vst.styles import Style, check_finite, resolve_style, save_style
+from vst.styles import Style, load_generator, resolve_style, save_style
 
 log = logging.getLogger("vst.train.soup")
 
@@ -48,17 +46,6 @@ def config_changes(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[st
     a, b = _flat(base), _flat(other)
     unset = "(not set)"  # an older run's config may lack a newer option
     return {k: b.get(k, unset) for k in sorted(a.keys() | b.keys()) if a.get(k, unset) != b.get(k, unset)}
-
-
-def _load_state(style: Style) -> dict[str, torch.Tensor]:
-    if style.kind != "torch":
-        raise StyleError(f"{style.weights}: an ONNX style cannot be averaged (its weights are a graph's)")
-    try:
-        state = load_file(str(style.weights))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise StyleError(f"corrupt style weights {style.weights}: {str(e).splitlines()[0][:160]}") from None
-    check_finite(state, f"style {style.name!r}")
-    return state
 
 
 def average_states(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
@@ -103,7 +90,7 @@ def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: 
     cards = [s.meta.get("training") or {} for s in styles]
     if check_start:
         _check_same_init(cards)
-    state = average_states([_load_state(s) for s in styles], weights)
+    state = average_states([load_generator(s).state_dict() for s in styles], weights)  # checked as any style is
     total = sum(weights)
     base_config = cards[0].get("config") or {}
     ingredients = [
