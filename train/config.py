@@ -94,6 +94,10 @@ class LossConfig:
     """Adversarial loss weight."""
     gan_mode: str = "lsgan"
     """'lsgan' (the reference's least squares) or 'hinge'."""
+    gan_fine: float = 0.0
+    """Weight of a second, 16x16 PatchGAN on the style side (domain B). The 70x70 one judges
+    composition and averages over brush strokes; this one sees only stroke-sized patches, where the
+    outputs were smoother than paintings (0 = off)."""
     cycle: float = 10.0
     """λ: cycle-consistency L1 weight."""
     identity: float = 0.5

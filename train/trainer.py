@@ -453,13 +453,19 @@ class CycleGANTrainer(TrainerBase):
         m = cfg.model
         self.d_b = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 2).to(self.device)
         self.d_a = init_weights(PatchDiscriminator(m.d_ndf, spectral=m.d_spectral), seed=cfg.run.seed + 3).to(self.device)
+        self.d_fine: nn.Module | None = None
+        if cfg.loss.gan_fine > 0:
+            fine = PatchDiscriminator(m.d_ndf, spectral=m.d_spectral, n_layers=1)
+            self.d_fine = init_weights(fine, seed=cfg.run.seed + 4).to(self.device)
+            self.net_names = (*self.net_names, "d_fine")
         if cfg.run.channels_last:  # convolutions follow their weights' format; checkpoints save contiguous copies
             for name in self.net_names:
                 getattr(self, name).to(memory_format=torch.channels_last)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
         self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=o.lr, betas=betas)
-        self.opt_d = torch.optim.Adam([*self.d_b.parameters(), *self.d_a.parameters()], lr=o.lr_d or o.lr, betas=betas)
+        d_params = [*self.d_b.parameters(), *self.d_a.parameters(), *(self.d_fine.parameters() if self.d_fine else ())]
+        self.opt_d = torch.optim.Adam(d_params, lr=o.lr_d or o.lr, betas=betas)
         self.pool_b, self.pool_a = ImagePool(o.pool), ImagePool(o.pool)
 
     def sample_batch(self) -> tuple[PairBatch, Tensor]:
@@ -497,6 +503,8 @@ class CycleGANTrainer(TrainerBase):
                 "cycle_a": (rec_a.float() - real_a).abs().mean(),
                 "cycle_b": (rec_b.float() - real_b).abs().mean(),
             }
+            if self.d_fine is not None:
+                losses["g_gan_fine"] = gan_loss(self.d_fine(fake_b), True, mode, for_d=False)
             if lc.identity > 0:
                 losses["idt_b"] = (self.g_ab(real_b).float() - real_b).abs().mean()
                 losses["idt_a"] = (self.g_ba(real_a).float() - real_a).abs().mean()
@@ -513,7 +521,7 @@ class CycleGANTrainer(TrainerBase):
         if use_long:
             losses["long_term"] = temporal_loss(fake_b, outs[-1], batch_a.far_flow, batch_a.far_mask)  # type: ignore[arg-type]
         weights = {
-            "g_gan_b": lc.gan, "g_gan_a": lc.gan, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
+            "g_gan_b": lc.gan, "g_gan_a": lc.gan, "g_gan_fine": lc.gan_fine, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,
             "temporal": lc.temporal, "long_term": lc.long_term, "shift": lc.shift,
             "noise": lc.noise, "flow_cycle": lc.flow_cycle,
@@ -531,11 +539,17 @@ class CycleGANTrainer(TrainerBase):
             old_a = self.pool_a.query(fake_a.detach().float(), self.gen)
             d_b = 0.5 * (gan_loss(self.d_b(real_b), True, mode, for_d=True) + gan_loss(self.d_b(old_b), False, mode, for_d=True))
             d_a = 0.5 * (gan_loss(self.d_a(real_a), True, mode, for_d=True) + gan_loss(self.d_a(old_a), False, mode, for_d=True))
-        (d_b + d_a).backward()
-        self._allreduce([self.d_b, self.d_a])
+            d_loss = d_b + d_a
+            if self.d_fine is not None:  # the same pooled fakes as d_b
+                d_fine = 0.5 * (gan_loss(self.d_fine(real_b), True, mode, for_d=True) + gan_loss(self.d_fine(old_b), False, mode, for_d=True))
+                d_loss = d_loss + d_fine
+        d_loss.backward()
+        self._allreduce([self.d_b, self.d_a, *([self.d_fine] if self.d_fine else [])])
         self.opt_d.step()
         self.step += 1
         out = {k: v.detach() for k, v in losses.items()} | {"g_total": loss_g.detach(), "d_b": d_b.detach(), "d_a": d_a.detach()}  # type: ignore[union-attr]
+        if self.d_fine is not None:
+            out["d_fine"] = d_fine.detach()
         # One host sync per step for logging is fine here: training is not the real-time path.
         return {k: float(v) for k, v in out.items()}
 

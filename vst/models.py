@@ -176,15 +176,18 @@ class JohnsonGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """70x70 PatchGAN: C64-C128-C256-C512 (stride 2,2,2,1) then a 1-channel 4x4 conv.
-
-    Returns a ``(N, 1, H/8-2, W/8-2)`` map of real/fake scores (LSGAN: no sigmoid).
+    """PatchGAN. ``n_layers=3`` is the 70x70 reference: C64-C128-C256-C512 (stride 2,2,2,1) then a
+    1-channel 4x4 conv, returning a ``(N, 1, H/8-2, W/8-2)`` map of real/fake scores (LSGAN: no
+    sigmoid). ``n_layers=1`` is the 16x16 PatchGAN of pix2pix (C64-C128, stride 2,1): it judges
+    brush-stroke-sized patches only.
     """
 
-    def __init__(self, ndf: int = 64, in_ch: int = 3, spectral: bool = False) -> None:
+    def __init__(self, ndf: int = 64, in_ch: int = 3, spectral: bool = False, n_layers: int = 3) -> None:
         """``spectral``: spectral-normalised convs and no instance norm (Miyato et al. 2018), which
         bounds D's Lipschitz constant so it cannot win outright against a small generator."""
         super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"a PatchGAN needs n_layers >= 1, got {n_layers}")
 
         def conv(cin: int, cout: int, stride: int) -> nn.Module:
             c = nn.Conv2d(cin, cout, 4, stride=stride, padding=1)
@@ -192,7 +195,7 @@ class PatchDiscriminator(nn.Module):
 
         layers: list[nn.Module] = [conv(in_ch, ndf, 2), nn.LeakyReLU(0.2, True)]
         c = ndf
-        for stride in (2, 2, 1):
+        for stride in (2,) * (n_layers - 1) + (1,):
             norm: list[nn.Module] = [] if spectral else [_norm(2 * c, False)]
             layers += [conv(c, 2 * c, stride), *norm, nn.LeakyReLU(0.2, True)]
             c *= 2

@@ -66,6 +66,19 @@ def test_patch_discriminator_receptive_grid() -> None:
     assert out.shape == (2, 1, 30, 30)
 
 
+def test_fine_patch_discriminator_sees_16px_patches() -> None:
+    """n_layers=1: 128 -> 64 -> 63 -> 62 scores, and each depends on a 16x16 input patch only."""
+    d = PatchDiscriminator(8, spectral=True, n_layers=1).eval()  # no instance norm, whose statistics span the image
+    x = torch.randn(1, 3, 128, 128, requires_grad=True)
+    out = d(x)
+    assert out.shape == (1, 1, 62, 62)
+    out[0, 0, 30, 30].backward()
+    ys, xs = torch.nonzero(x.grad.abs().sum(1)[0], as_tuple=True)  # type: ignore[union-attr]
+    assert int(ys.max() - ys.min()) + 1 == 16 and int(xs.max() - xs.min()) + 1 == 16
+    with pytest.raises(ValueError, match="n_layers"):
+        PatchDiscriminator(n_layers=0)
+
+
 ARTEFACT_FREE = {"upsample": "bilinear", "pad": "reflect"}  # the bundled styles' layout
 
 
