@@ -116,6 +116,9 @@ class LossConfig:
     even where nothing moves (0 = off)."""
     noise_sigma: float = 0.04
     """Standard deviation of that noise, in the [-1, 1] input range (0.04 is about 5 levels of 255)."""
+    noise_blur: float = 0.0
+    """Gaussian blur σ (px) of that noise before it is rescaled to ``noise_sigma``: 0 = independent per
+    pixel; a few px = the spatially correlated noise of upscaled, block-compressed video."""
     flow_cycle: float = 0.0
     """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
     reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the

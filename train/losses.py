@@ -67,6 +67,24 @@ def noise_loss(g: torch.nn.Module, x: Tensor, gx: Tensor, noise: Tensor) -> Tens
     return (g(x + noise).float() - gx.float()).abs().mean()
 
 
+def sensor_noise(shape: tuple[int, ...], sigma: float, blur: float, gen: torch.Generator) -> Tensor:
+    """Gaussian noise of standard deviation ``sigma``; with ``blur`` > 0 (px) it is first smoothed by
+    a Gaussian of that σ and rescaled to ``sigma``, so it is correlated over a few pixels, like the
+    noise of an upscaled or block-compressed video rather than independent per pixel."""
+    noise = torch.randn(shape, generator=gen)
+    if blur > 0:
+        r = max(1, int(3 * blur + 0.5))
+        t = torch.arange(-r, r + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / blur) ** 2)
+        k = k / k.sum()
+        c = shape[1]
+        noise = F.pad(noise, (r, r, r, r), mode="circular")
+        noise = F.conv2d(noise, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        noise = F.conv2d(noise, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        noise = noise / noise.std().clamp_min(1e-8)
+    return noise * sigma
+
+
 def image_gradients(x: Tensor) -> Tensor:
     """Sobel x/y responses per channel: (N, C, H, W) -> (N, 2C, H, W), replicate-padded."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 8.0

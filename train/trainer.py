@@ -39,7 +39,7 @@ from vst.styles import Style, file_sha256, save_style
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .lk_flow import flow_cycle_loss
-from .losses import ImagePool, gan_loss, noise_loss, shift_loss, temporal_loss
+from .losses import ImagePool, gan_loss, noise_loss, sensor_noise, shift_loss, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -512,7 +512,7 @@ class CycleGANTrainer(TrainerBase):
                 dy, dx = (int(v) for v in torch.randint(1, 4, (2,), generator=self.gen))
                 losses["shift"] = shift_loss(self.g_ab, real_a, fake_b, dy, dx)
             if lc.noise > 0:
-                noise = torch.randn(real_a.shape, generator=self.gen).to(real_a.device) * lc.noise_sigma
+                noise = sensor_noise(tuple(real_a.shape), lc.noise_sigma, lc.noise_blur, self.gen).to(real_a.device)
                 losses["noise"] = noise_loss(self.g_ab, real_a, fake_b, noise)
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)

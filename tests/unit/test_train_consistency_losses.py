@@ -14,7 +14,7 @@ import torch
 from tiny_train import flow_cache_in_tmp, tiny_config  # noqa: F401  (an autouse fixture)
 from torch import nn
 from vst.train.lk_flow import flow_cycle_loss, lucas_kanade
-from vst.train.losses import noise_loss, shift_loss
+from vst.train.losses import noise_loss, sensor_noise, shift_loss
 
 from vst.flow import read_flo
 
@@ -86,13 +86,23 @@ def test_noise_loss_is_what_the_net_passes_through() -> None:
     assert float(noise_loss(flat, x, flat(x), noise)) < 0.2 * float(noise.abs().mean())
 
 
+def test_sensor_noise_has_its_sigma_and_blur_correlates_neighbours() -> None:
+    """blur 0: independent per pixel; blur 2 px: neighbours share most of it; both at std sigma."""
+    for blur, low, high in ((0.0, -0.05, 0.05), (2.0, 0.85, 1.0)):
+        n = sensor_noise((2, 3, 64, 96), 0.04, blur, torch.Generator().manual_seed(3))
+        assert float(n.std()) == pytest.approx(0.04, rel=0.03)
+        corr = float((n[..., 1:] * n[..., :-1]).mean() / n.var())  # horizontal lag-1 autocorrelation
+        assert low < corr < high, (blur, corr)
+
+
 def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: type) -> None:
     from vst.train.cli import main
 
     tiny_config(tmp_path, data)
     run = tmp_path / "run"
     args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q",
-            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "data.frame_size=[48, 32]"]  # fmt: skip
+            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "loss.noise_blur=1.5",
+            "--set", "data.frame_size=[48, 32]"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
