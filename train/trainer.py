@@ -302,6 +302,9 @@ class TrainerBase:
             else:
                 for name in self.net_names:
                     sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                    if not sd and name == "d_fine":  # a run without the fine PatchGAN: it starts fresh
+                        log.info("%s has no fine-scale discriminator; it starts fresh", path)
+                        continue
                     getattr(self, name).load_state_dict(sd, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint {path} does not match this config's networks: {str(e).splitlines()[0]}") from None

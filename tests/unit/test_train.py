@@ -349,3 +349,7 @@ def test_fine_patchgan_trains_checkpoints_and_resumes(tmp_path: Path, data: type
         assert torch.equal(back.d_fine.state_dict()[k], v), k  # type: ignore[union-attr]
     plain = CycleGANTrainer(_tiny(tmp_path, data), tmp_path / "plain", a, b)
     assert plain.d_fine is None and "d_fine" not in plain.net_names
+    warm = CycleGANTrainer(cfg, tmp_path / "warm", a, b)  # warm start from a run without it: d_fine fresh
+    warm.init_from(plain.save_checkpoint())
+    for k, v in plain.d_b.state_dict().items():
+        assert torch.equal(warm.d_b.state_dict()[k], v), k
