@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vst.warp import backward_warp
+from vst.warp import backward_warp, gaussian_blur
 
 
 def lsgan_loss(pred: Tensor, real: bool) -> Tensor:
@@ -73,14 +73,7 @@ def sensor_noise(shape: tuple[int, ...], sigma: float, blur: float, gen: torch.G
     noise of an upscaled or block-compressed video rather than independent per pixel."""
     noise = torch.randn(shape, generator=gen)
     if blur > 0:
-        r = max(1, int(3 * blur + 0.5))
-        t = torch.arange(-r, r + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (t / blur) ** 2)
-        k = k / k.sum()
-        c = shape[1]
-        noise = F.pad(noise, (r, r, r, r), mode="circular")
-        noise = F.conv2d(noise, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        noise = F.conv2d(noise, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        noise = gaussian_blur(noise, blur)
         noise = noise / noise.std().clamp_min(1e-8)
     return noise * sigma
 
