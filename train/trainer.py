@@ -172,6 +172,8 @@ class TrainerBase:
     net_names: tuple[str, ...] = ()
     opt_names: tuple[str, ...] = ()
     pool_names: tuple[str, ...] = ()
+    fresh_if_missing: tuple[str, ...] = ()
+    """Optional nets that a warm start (``init_from``) leaves fresh when the source run has none."""
     g_ab: nn.Module
     spec_ab: GeneratorSpec
     description = ""
@@ -302,8 +304,8 @@ class TrainerBase:
             else:
                 for name in self.net_names:
                     sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-                    if not sd and name == "d_fine":  # a run without the fine PatchGAN: it starts fresh
-                        log.info("%s has no fine-scale discriminator; it starts fresh", path)
+                    if not sd and name in self.fresh_if_missing:
+                        log.info("%s has no %s; it starts fresh", path, name)
                         continue
                     getattr(self, name).load_state_dict(sd, strict=True)
         except RuntimeError as e:
@@ -432,6 +434,7 @@ class CycleGANTrainer(TrainerBase):
     net_names = ("g_ab", "g_ba", "d_b", "d_a")
     opt_names = ("opt_g", "opt_d")
     pool_names = ("pool_b", "pool_a")
+    fresh_if_missing = ("d_fine",)  # a run without the fine PatchGAN (loss.gan_fine)
     description = "CycleGAN + temporal loss"
 
     def __init__(
@@ -467,8 +470,8 @@ class CycleGANTrainer(TrainerBase):
         o = cfg.optim
         betas = (o.beta1, o.beta2)
         self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=o.lr, betas=betas)
-        d_params = [*self.d_b.parameters(), *self.d_a.parameters(), *(self.d_fine.parameters() if self.d_fine else ())]
-        self.opt_d = torch.optim.Adam(d_params, lr=o.lr_d or o.lr, betas=betas)
+        self.d_nets = [self.d_b, self.d_a, *([self.d_fine] if self.d_fine else [])]
+        self.opt_d = torch.optim.Adam([p for d in self.d_nets for p in d.parameters()], lr=o.lr_d or o.lr, betas=betas)
         self.pool_b, self.pool_a = ImagePool(o.pool), ImagePool(o.pool)
 
     def sample_batch(self) -> tuple[PairBatch, Tensor]:
@@ -547,7 +550,7 @@ class CycleGANTrainer(TrainerBase):
                 d_fine = 0.5 * (gan_loss(self.d_fine(real_b), True, mode, for_d=True) + gan_loss(self.d_fine(old_b), False, mode, for_d=True))
                 d_loss = d_loss + d_fine
         d_loss.backward()
-        self._allreduce([self.d_b, self.d_a, *([self.d_fine] if self.d_fine else [])])
+        self._allreduce(self.d_nets)
         self.opt_d.step()
         self.step += 1
         out = {k: v.detach() for k, v in losses.items()} | {"g_total": loss_g.detach(), "d_b": d_b.detach(), "d_a": d_a.detach()}  # type: ignore[union-attr]
