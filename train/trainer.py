@@ -236,6 +236,9 @@ class TrainerBase:
         for name in self.net_names:
             tensors |= {f"{name}.{k}": v.detach().cpu().contiguous() for k, v in getattr(self, name).state_dict().items()}
         meta: dict[str, Any] = {"step": self.step, "elapsed": self.elapsed, "config": self.cfg.to_dict()}
+        # A warm start's source travels with the run, so the cards of a resumed run still name it
+        # (soups check it to refuse ingredients from different starts).
+        meta["init"] = {"source": getattr(self, "init_source", None), "sha256": getattr(self, "init_sha256", None)}
         for name in self.opt_names:
             t, m = flatten_optimizer(name, getattr(self, name))
             tensors |= t
@@ -283,6 +286,9 @@ class TrainerBase:
         self.gen.set_state(tensors["rng.data"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step, self.elapsed = int(meta["step"]), float(meta.get("elapsed", 0.0))
+        init = meta.get("init") or {}
+        if init.get("source"):
+            self.init_source, self.init_sha256 = init["source"], init.get("sha256")
         log.info("resumed %s at step %d (%.0f s trained so far)", path, self.step, self.elapsed)
 
     def init_from(self, path: Path) -> None:

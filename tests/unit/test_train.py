@@ -305,6 +305,13 @@ def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
     dst.train_step(*dst.sample_batch())
     assert dst.step == 1
 
+    # A resumed run's cards still name its start (session 10 found them blank after --resume).
+    resumed = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst2", a, b)
+    resumed.load_checkpoint(dst.save_checkpoint())
+    card = resumed.export_style(tmp_path / "out2", "next").meta["training"]
+    assert card["initialised_from"] == str(style.weights)
+    assert card["initialised_from_sha256"] == file_sha256(style.weights)
+
 
 def test_channels_last_and_bf16_train_save_and_resume(tmp_path: Path, data: type) -> None:
     """run.channels_last keeps the nets NHWC; with bf16 autocast on the CPU the losses stay finite, the
