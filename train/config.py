@@ -86,6 +86,10 @@ class ModelConfig:
     (nearest + conv) or 'bilinear' (bilinear + conv: no period-2/4 artefacts)."""
     pad: str = "zeros"
     """Padding of the generator's stride-2 convs: 'zeros' (the reference's) or 'reflect'."""
+    antialias: bool = False
+    """Blur before each stride-2 conv and after each upsampling (``vst.models.BlurPad``; needs pad
+    'reflect' and upsample 'resize' or 'bilinear'), so content that moves by 1-3 px is painted the
+    same, only moved. Adds no weights: a net without it can warm-start one."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,11 @@ class TrainConfig:
         if self.loss.gan_mode not in ("lsgan", "hinge"):
             raise ConfigError(f"loss.gan_mode must be 'lsgan' or 'hinge', got {self.loss.gan_mode!r}")
         # Only non-default layout options are written, so reference-layout sidecars stay as they were.
-        layout = {k: v for k, v in (("upsample", m.upsample), ("pad", m.pad)) if v not in ("transpose", "zeros")}
+        layout: dict[str, Any] = {k: v for k, v in (("upsample", m.upsample), ("pad", m.pad)) if v not in ("transpose", "zeros")}
+        if m.antialias:
+            if m.pad != "reflect" or m.upsample == "transpose":
+                raise ConfigError("model.antialias needs model.pad = 'reflect' and model.upsample 'resize' or 'bilinear'")
+            layout["antialias"] = True
         if arch == "resnet":
             return GeneratorSpec("resnet", {"ngf": width, "n_blocks": blocks, "affine": m.affine, **layout})
         if arch == "compact":

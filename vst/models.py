@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 Arch = Literal["resnet", "compact", "johnson"]
 
@@ -28,25 +29,55 @@ Upsample = Literal["transpose", "resize", "bilinear"]
 Pad = Literal["zeros", "reflect"]
 
 
-def _down(cin: int, cout: int, pad: Pad) -> list[nn.Module]:
-    """A stride-2 3x3 conv; 'reflect' pads by mirroring so the border looks like the middle."""
+class BlurPad(nn.Module):
+    """A [1, 2, 1]x[1, 2, 1] binomial low-pass, then what ``nn.ReflectionPad2d(1)`` gives (reflect-pad
+    by 2, blur 'valid'). Before a stride-2 conv it takes out most of the energy near Nyquist, so
+    the subsampling does not alias: content moved by 1-3 px then yields (nearly) the moved output,
+    where a plain stride-2 net is equivariant only to moves by multiples of its stride (Zhang 2019,
+    "Making Convolutional Networks Shift-Invariant Again"). After a 2x upsampling it suppresses the
+    coarse grid's images that a short interpolator leaves. Parameter-free and in the place of the
+    pad, so the module indices, and the weights of nets without it, stay the same."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(k, k) / 16.0).expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
+def _down(cin: int, cout: int, pad: Pad, antialias: bool = False) -> list[nn.Module]:
+    """A stride-2 3x3 conv; 'reflect' pads by mirroring so the border looks like the middle;
+    ``antialias`` low-passes its input first (``BlurPad``; needs 'reflect')."""
+    if antialias:
+        if pad != "reflect":
+            raise ValueError("antialias needs pad='reflect'")
+        return [BlurPad(cin), nn.Conv2d(cin, cout, 3, stride=2)]
     if pad == "reflect":
         return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, stride=2)]
     return [nn.Conv2d(cin, cout, 3, stride=2, padding=1)]
 
 
-def _up(cin: int, cout: int, upsample: Upsample, pad: Pad) -> list[nn.Module]:
+def _up(cin: int, cout: int, upsample: Upsample, pad: Pad, antialias: bool = False) -> list[nn.Module]:
     """2x upsampling. 'transpose' (the reference's) overlaps its 3x3 kernel unevenly at stride 2,
     which leaves a period-2 checkerboard. 'resize' (nearest 2x then a 3x3 conv, Odena et al. 2016)
     gives every output pixel the same kernel footprint, but trained nets still keep some of the
     2x2 blocks' period-2/4 structure (artefact index ~5 in docs/training.md); 'bilinear' then a
-    3x3 conv has neither. The two resize modes share weights, so a net can switch between them."""
+    3x3 conv has neither. The two resize modes share weights, so a net can switch between them.
+    ``antialias`` blurs the upsampled map before its conv (``BlurPad``), taking out the images of
+    the coarse grid that a short interpolator leaves, which tie the output to that grid."""
     if upsample in ("resize", "bilinear"):
-        padding = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
+        if antialias and pad != "reflect":
+            raise ValueError("antialias needs pad='reflect'")
+        first = BlurPad(cin) if antialias else nn.ReflectionPad2d(1)
+        padding = [first, nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
         mode = "nearest" if upsample == "resize" else "bilinear"
         return [nn.Upsample(scale_factor=2.0, mode=mode), *padding]
     if upsample != "transpose":
         raise ValueError(f"upsample must be 'transpose', 'resize' or 'bilinear', got {upsample!r}")
+    if antialias:
+        raise ValueError("antialias needs upsample='resize' or 'bilinear'")
     return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
 
 
@@ -81,8 +112,9 @@ class ResnetGenerator(nn.Module):
         out_ch: int = 3,
         upsample: Upsample = "transpose",
         pad: Pad = "zeros",
+        antialias: bool = False,
     ) -> None:
-        """``upsample``/``pad`` as in CompactGenerator; the defaults keep the reference's layout and keys."""
+        """``upsample``/``pad``/``antialias`` as in CompactGenerator; the defaults keep the reference's layout and keys."""
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -92,11 +124,11 @@ class ResnetGenerator(nn.Module):
         ]
         for i in range(2):
             c = ngf * 2**i
-            layers += [*_down(c, 2 * c, pad), _norm(2 * c, affine), nn.ReLU(True)]
+            layers += [*_down(c, 2 * c, pad, antialias), _norm(2 * c, affine), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, affine) for _ in range(n_blocks)]
         for i in range(2):
             c = ngf * 2 ** (2 - i)
-            layers += [*_up(c, c // 2, upsample, pad), _norm(c // 2, affine), nn.ReLU(True)]
+            layers += [*_up(c, c // 2, upsample, pad, antialias), _norm(c // 2, affine), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -116,10 +148,18 @@ class CompactGenerator(nn.Module):
     stride-2 convs) so its file keeps loading; new styles use 'resize' and 'reflect' (no
     checkerboard, no edge stripes). Module indices are the same in both layouts' weights except
     where a pad or upsample layer is inserted, and the sidecar records which one a file uses.
+    ``antialias`` blurs before each stride-2 conv and after each upsampling (``BlurPad``): the same
+    weights, a net much closer to equivariant under 1-3 px moves (docs/training.md, "Session 11").
     """
 
     def __init__(
-        self, width: int = 16, n_blocks: int = 5, affine: bool = True, upsample: Upsample = "transpose", pad: Pad = "zeros"
+        self,
+        width: int = 16,
+        n_blocks: int = 5,
+        affine: bool = True,
+        upsample: Upsample = "transpose",
+        pad: Pad = "zeros",
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if pad not in ("zeros", "reflect"):
@@ -127,13 +167,13 @@ class CompactGenerator(nn.Module):
         w1, w2, w4 = width, 2 * width, 4 * width
         self.down = nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, w1, 3), _norm(w1, affine), nn.ReLU(True),
-            *_down(w1, w2, pad), _norm(w2, affine), nn.ReLU(True),
-            *_down(w2, w4, pad), _norm(w4, affine), nn.ReLU(True),
+            *_down(w1, w2, pad, antialias), _norm(w2, affine), nn.ReLU(True),
+            *_down(w2, w4, pad, antialias), _norm(w4, affine), nn.ReLU(True),
         )  # fmt: skip
         self.blocks = nn.Sequential(*[ResnetBlock(w4, affine) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            *_up(w4, w2, upsample, pad), _norm(w2, affine), nn.ReLU(True),
-            *_up(w2, w1, upsample, pad), _norm(w1, affine), nn.ReLU(True),
+            *_up(w4, w2, upsample, pad, antialias), _norm(w2, affine), nn.ReLU(True),
+            *_up(w2, w1, upsample, pad, antialias), _norm(w1, affine), nn.ReLU(True),
             nn.ReflectionPad2d(1), nn.Conv2d(w1, 3, 3), nn.Tanh(),
         )  # fmt: skip
 
@@ -265,8 +305,11 @@ def count_macs(net: nn.Module, height: int, width: int) -> int:
         elif isinstance(m, nn.ConvTranspose2d):
             # Each input pixel scatters a (out_ch x kh x kw) patch.
             total += inp[0].numel() * m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+        elif isinstance(m, BlurPad):
+            total += out.numel() * m.kernel.shape[-2] * m.kernel.shape[-1]  # depthwise
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    kinds = nn.Conv2d | nn.ConvTranspose2d | BlurPad
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
             net(torch.zeros(1, 3, height, width))

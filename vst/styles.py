@@ -81,8 +81,13 @@ class Style:
         return GeneratorSpec(arch, dict(kwargs))  # type: ignore[arg-type]
 
     def digest(self) -> str:
-        """sha256 of the weights file: names exported artefacts (ONNX, engines) after what built them."""
-        return file_sha256(self.weights)
+        """sha256 of what builds the network: names exported artefacts (ONNX, engines) after it.
+        For a torch style that is the weights and the architecture, so one weights file under two
+        layouts (say with and without ``antialias``) is two exports, not one stale cache hit."""
+        if self.kind != "torch":
+            return file_sha256(self.weights)
+        arch = json.dumps(self.spec.to_dict(), sort_keys=True)
+        return hashlib.sha256(f"{file_sha256(self.weights)}\n{arch}".encode()).hexdigest()
 
 
 def bundled_dir() -> Path:

@@ -128,6 +128,28 @@ def test_cached_onnx_is_keyed_by_digest(tiny_cached: tuple[Style, Path], monkeyp
     assert cached_onnx(style).stat().st_mtime_ns == mtime  # a hit, not a re-export
 
 
+def test_one_weights_file_under_two_layouts_is_two_exports(tmp_path: Path) -> None:
+    """``antialias`` adds no weights, so a style and its anti-aliased copy share a weights file; the
+    cache key holds the architecture too, or the second would run the first's graph."""
+    import json
+
+    from vst.styles import resolve_style
+
+    kwargs = {"width": 8, "n_blocks": 1, "affine": True, "upsample": "bilinear", "pad": "reflect"}
+    spec = GeneratorSpec("compact", kwargs)
+    plain = save_style(tmp_path / "a", "s", build_generator(spec), spec, {})
+    (tmp_path / "b").mkdir()
+    copy = tmp_path / "b" / "s.safetensors"
+    copy.write_bytes(plain.weights.read_bytes())
+    meta = json.loads(plain.weights.with_suffix(".json").read_text())
+    meta["arch_kwargs"]["antialias"] = True
+    copy.with_suffix(".json").write_text(json.dumps(meta))
+    aa = resolve_style(copy)
+    assert aa.spec.kwargs["antialias"] is True
+    assert onnx_cache_path(aa) != onnx_cache_path(plain)
+    assert resolve_style(plain.weights).digest() == plain.digest()  # stable across resolves
+
+
 def test_first_use_export_prints_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """The exporter's own INFO logs (onnx_ir passes, onnxscript) and warnings stay out of the user's terminal."""

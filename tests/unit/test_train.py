@@ -133,6 +133,11 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_config(None, ["optim.steps=lots"])
     with pytest.raises(ConfigError):
         parse_override("steps=3")
+    aa = load_config("fast_cpu", ["model.antialias=true"])
+    assert aa.generator_spec().kwargs["antialias"] is True
+    assert "antialias" not in load_config("fast_cpu").generator_spec().kwargs  # older sidecars stay as they were
+    with pytest.raises(ConfigError, match="antialias"):
+        load_config(None, ["model.antialias=true"]).generator_spec()  # the reference layout: transposed, zero-padded
 
 
 # ------------------------------------------------------------------------------ training runs
@@ -257,16 +262,19 @@ def test_fast_recipe_options_train_and_export_their_layout(tmp_path: Path, data:
     assert any(isinstance(m, torch.nn.Upsample) for m in net.modules())
 
 
-def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path) -> None:
-    """The bundled styles' layout (bilinear resize-conv) goes through the ONNX export the CPU and
-    TensorRT backends consume (a Resize op) and matches torch."""
+@pytest.mark.parametrize("antialias", [False, True])
+def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path, antialias: bool) -> None:
+    """The bundled styles' layout (bilinear resize-conv), with and without the anti-aliasing blurs
+    (reflect Pad + depthwise Conv), goes through the ONNX export the CPU and TensorRT backends
+    consume (a Resize op) and matches torch."""
     import numpy as np
     from vst.stream.engine import make_engine
 
     from vst.models import GeneratorSpec, build_generator, init_weights
     from vst.styles import save_style
 
-    spec = GeneratorSpec("compact", {"width": 8, "n_blocks": 1, "affine": True, "upsample": "bilinear", "pad": "reflect"})
+    kwargs = {"width": 8, "n_blocks": 1, "affine": True, "upsample": "bilinear", "pad": "reflect"}
+    spec = GeneratorSpec("compact", {**kwargs, "antialias": True} if antialias else kwargs)
     style = save_style(tmp_path, "bl", init_weights(build_generator(spec), gain=0.2, seed=0), spec, {})
     # 72x128: at or above the ONNX path's 64 px minimum, whose padding (issue 10) would change
     # every pixel through instance norm below it.
