@@ -6,7 +6,8 @@
 
 Rows: ResNet-9 and ResNet-6 (CycleGAN, ngf 64), Johnson (fast-neural-style), compact (width 16,
 5 blocks, the first bundled monet's transposed convs) and compact-rr (the same with
-resize-convolution and reflection padding: today's bundled styles). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the best
+resize-convolution and reflection padding) and compact-aa (bilinear resize-convolution, reflection
+padding and the anti-aliasing blurs of ``model.antialias``). Columns per size: GMAC (convs only, from ``vst.models.count_macs``) and the best
 ms/frame (the fastest of --reps runs) of each runtime: eager torch fp32, torch bf16 autocast (CPUs with native bf16), and
 onnxruntime fp32 on our ONNX export. Weights are seeded random: timing does not depend on them.
 """
@@ -37,6 +38,8 @@ ARCHS: dict[str, GeneratorSpec] = {
     "compact": GeneratorSpec("compact", {"width": 16, "n_blocks": 5}),
     # The bundled styles' layout since issue 15: resize-convolution and reflection padding.
     "compact-rr": GeneratorSpec("compact", {"width": 16, "n_blocks": 5, "upsample": "resize", "pad": "reflect"}),
+    # With the anti-aliasing blurs of session 11 (model.antialias), on the bilinear layout.
+    "compact-aa": GeneratorSpec("compact", {"width": 16, "n_blocks": 5, "upsample": "bilinear", "pad": "reflect", "antialias": True}),
 }
 RUNTIMES = ("torch-fp32", "torch-bf16", "ort", "cuda-fp16")
 
