@@ -32,8 +32,8 @@ Pad = Literal["zeros", "reflect"]
 class BlurPad(nn.Module):
     """A [1, 2, 1]x[1, 2, 1] binomial low-pass, then what ``nn.ReflectionPad2d(1)`` gives (reflect-pad
     by 2, blur 'valid'). Before a stride-2 conv it takes out most of the energy near Nyquist, so
-    the subsampling does not alias: content moved by 1-3 px then yields (nearly) the moved output,
-    where a plain stride-2 net is equivariant only to moves by multiples of its stride (Zhang 2019,
+    the subsampling aliases less: a plain stride-2 net is equivariant only to moves by multiples of
+    its stride and repaints content moved by 1-3 px (Zhang 2019,
     "Making Convolutional Networks Shift-Invariant Again"). After a 2x upsampling it suppresses the
     coarse grid's images that a short interpolator leaves. Parameter-free and in the place of the
     pad, so the module indices, and the weights of nets without it, stay the same."""
@@ -149,7 +149,8 @@ class CompactGenerator(nn.Module):
     checkerboard, no edge stripes). Module indices are the same in both layouts' weights except
     where a pad or upsample layer is inserted, and the sidecar records which one a file uses.
     ``antialias`` blurs before each stride-2 conv and after each upsampling (``BlurPad``): the same
-    weights, a net much closer to equivariant under 1-3 px moves (docs/training.md, "Session 11").
+    weights, and a net that repaints 1-3 px moves about a third less once trained with them (3-tap
+    blurs bound the aliasing the ReLUs bring back; docs/training.md, "Session 11").
     """
 
     def __init__(
