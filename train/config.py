@@ -88,8 +88,8 @@ class ModelConfig:
     """Padding of the generator's stride-2 convs: 'zeros' (the reference's) or 'reflect'."""
     antialias: bool = False
     """Blur before each stride-2 conv and after each upsampling (``vst.models.BlurPad``; needs pad
-    'reflect' and upsample 'resize' or 'bilinear'), so content that moves by 1-3 px is painted the
-    same, only moved. Adds no weights: a net without it can warm-start one."""
+    'reflect' and upsample 'resize' or 'bilinear'): content moved by 1-3 px is repainted less (by a
+    third, trained; docs/training.md, "Session 11"). Adds no weights: a net without it can warm-start one."""
 
 
 @dataclass(frozen=True)
