@@ -191,21 +191,21 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def generator_spec(self, back: bool = False) -> GeneratorSpec:
-        from vst.models import GeneratorSpec
+        from vst.models import GeneratorSpec, check_layout
 
         m = self.model
         arch = (m.back_arch or m.arch) if back else m.arch
         width = (m.back_width or m.width) if back else m.width
         blocks = (m.back_n_blocks or m.n_blocks) if back else m.n_blocks
-        if m.upsample not in ("transpose", "resize", "bilinear") or m.pad not in ("zeros", "reflect"):
-            raise ConfigError(f"model.upsample must be transpose|resize|bilinear and model.pad zeros|reflect, got {m.upsample!r}, {m.pad!r}")
+        try:
+            check_layout(m.upsample, m.pad, m.antialias)
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
         if self.loss.gan_mode not in ("lsgan", "hinge"):
             raise ConfigError(f"loss.gan_mode must be 'lsgan' or 'hinge', got {self.loss.gan_mode!r}")
         # Only non-default layout options are written, so reference-layout sidecars stay as they were.
         layout: dict[str, Any] = {k: v for k, v in (("upsample", m.upsample), ("pad", m.pad)) if v not in ("transpose", "zeros")}
         if m.antialias:
-            if m.pad != "reflect" or m.upsample == "transpose":
-                raise ConfigError("model.antialias needs model.pad = 'reflect' and model.upsample 'resize' or 'bilinear'")
             layout["antialias"] = True
         if arch == "resnet":
             return GeneratorSpec("resnet", {"ngf": width, "n_blocks": blocks, "affine": m.affine, **layout})

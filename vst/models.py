@@ -47,12 +47,20 @@ class BlurPad(nn.Module):
         return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
 
 
+def check_layout(upsample: str, pad: str, antialias: bool) -> None:
+    """Refuse a generator layout that cannot be built (ValueError naming the option)."""
+    if upsample not in ("transpose", "resize", "bilinear"):
+        raise ValueError(f"upsample must be 'transpose', 'resize' or 'bilinear', got {upsample!r}")
+    if pad not in ("zeros", "reflect"):
+        raise ValueError(f"pad must be 'zeros' or 'reflect', got {pad!r}")
+    if antialias and (pad != "reflect" or upsample == "transpose"):
+        raise ValueError("antialias needs pad='reflect' and upsample='resize' or 'bilinear'")
+
+
 def _down(cin: int, cout: int, pad: Pad, antialias: bool = False) -> list[nn.Module]:
     """A stride-2 3x3 conv; 'reflect' pads by mirroring so the border looks like the middle;
-    ``antialias`` low-passes its input first (``BlurPad``; needs 'reflect')."""
+    ``antialias`` low-passes its input first (``BlurPad``, in the reflection pad's place)."""
     if antialias:
-        if pad != "reflect":
-            raise ValueError("antialias needs pad='reflect'")
         return [BlurPad(cin), nn.Conv2d(cin, cout, 3, stride=2)]
     if pad == "reflect":
         return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, stride=2)]
@@ -67,18 +75,12 @@ def _up(cin: int, cout: int, upsample: Upsample, pad: Pad, antialias: bool = Fal
     3x3 conv has neither. The two resize modes share weights, so a net can switch between them.
     ``antialias`` blurs the upsampled map before its conv (``BlurPad``), taking out the images of
     the coarse grid that a short interpolator leaves, which tie the output to that grid."""
-    if upsample in ("resize", "bilinear"):
-        if antialias and pad != "reflect":
-            raise ValueError("antialias needs pad='reflect'")
-        first = BlurPad(cin) if antialias else nn.ReflectionPad2d(1)
-        padding = [first, nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
-        mode = "nearest" if upsample == "resize" else "bilinear"
-        return [nn.Upsample(scale_factor=2.0, mode=mode), *padding]
-    if upsample != "transpose":
-        raise ValueError(f"upsample must be 'transpose', 'resize' or 'bilinear', got {upsample!r}")
-    if antialias:
-        raise ValueError("antialias needs upsample='resize' or 'bilinear'")
-    return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+    if upsample == "transpose":
+        return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+    first = BlurPad(cin) if antialias else nn.ReflectionPad2d(1)
+    padding = [first, nn.Conv2d(cin, cout, 3)] if pad == "reflect" else [nn.Conv2d(cin, cout, 3, padding=1)]
+    mode = "nearest" if upsample == "resize" else "bilinear"
+    return [nn.Upsample(scale_factor=2.0, mode=mode), *padding]
 
 
 class ResnetBlock(nn.Module):
@@ -116,6 +118,7 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         """``upsample``/``pad``/``antialias`` as in CompactGenerator; the defaults keep the reference's layout and keys."""
         super().__init__()
+        check_layout(upsample, pad, antialias)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_ch, ngf, 7, bias=True),
@@ -163,8 +166,7 @@ class CompactGenerator(nn.Module):
         antialias: bool = False,
     ) -> None:
         super().__init__()
-        if pad not in ("zeros", "reflect"):
-            raise ValueError(f"pad must be 'zeros' or 'reflect', got {pad!r}")
+        check_layout(upsample, pad, antialias)
         w1, w2, w4 = width, 2 * width, 4 * width
         self.down = nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, w1, 3), _norm(w1, affine), nn.ReLU(True),
