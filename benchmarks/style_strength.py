@@ -10,7 +10,11 @@ carphone_pristine.mp4 and frames/sintel_market), the generator runs per frame (n
 - the SWD ratio (Laplacian-pyramid patch sliced Wasserstein distance to the paintings over that of
   the unstylized input; 1 = no move towards them) and its per-level ratios, finest first;
 - the E ratio: per-frame E(V) over the input video's own E(V) (Farnebäck flow and mask);
-- the periodic-artefact index (checkerboard peaks at periods 2 and 4 px, output over input).
+- the periodic-artefact index (checkerboard peaks at periods 2 and 4 px, output over input);
+- the pan floor and excess: on a synthetic sub-pixel pan of three of the clip's frames, the E ratio
+  that a perfectly consistent output with this style's texture scores (resampling loses fine detail,
+  so E(V) is not 0 for it), and the generator's E ratio over that floor (1 = no flicker beyond what
+  the metric charges any texture; ``vst.metrics.pan_consistency``).
 The painting set's descriptors are computed once per folder.
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
-from vst.metrics import PaintingSet, load_paintings, style_strength, temporal_error, video_geometry
+from vst.metrics import PaintingSet, load_paintings, pan_consistency, style_strength, temporal_error, video_geometry
 from vst.stream.eval_cli import load_frames
 from vst.styles import load_generator, resolve_style
 from vst.train.evaluate import stylize
@@ -75,15 +79,20 @@ def main_body() -> int:
         for clip, (frames, geometry) in clips.items():
             out = stylize(net, frames)
             e_out, e_in = temporal_error(out, geometry).e_v, temporal_error(frames, geometry).e_v
+            pan = pan_consistency(lambda f: stylize(net, f), [frames[i] for i in (0, len(frames) // 2, -1)])
             row = {"style": style_ref, "paintings": folder, "clip": clip, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
-                   "e_ratio": e_out / e_in, "e_v": e_out, "input_e_v": e_in, **style_strength(sets[folder], out, frames)}  # fmt: skip
+                   "e_ratio": e_out / e_in, "e_v": e_out, "input_e_v": e_in, "pan_floor": pan.floor, "pan_excess": pan.excess,
+                   **style_strength(sets[folder], out, frames)}  # fmt: skip
             results.append(row)
-            log.info("%s on %s: SWD ratio %.3f, E ratio %.2f", style_ref, clip, row["swd_ratio"], row["e_ratio"])
-    lines = ["| style | paintings | clip | SWD ratio | per level (256→16 px) | E ratio | artefact index |", "|---|---|---|---|---|---|---|"]
+            log.info("%s on %s: SWD ratio %.3f, E ratio %.2f (pan floor %.2f, excess %.2f)", style_ref, clip,
+                     row["swd_ratio"], row["e_ratio"], pan.floor, pan.excess)
+    lines = ["| style | paintings | clip | SWD ratio | per level (256→16 px) | E ratio | pan floor | pan excess | artefact index |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         levels = " ".join(f"{x:.2f}" for x in r["swd_level_ratios"])
         lines.append(f"| {r['style']} | {Path(r['paintings']).parent.name}/{Path(r['paintings']).name} | {r['clip']} | "
-                     f"{r['swd_ratio']:.3f} | {levels} | {r['e_ratio']:.2f} | {r['periodic_artefact_index']:.2f} |")  # fmt: skip
+                     f"{r['swd_ratio']:.3f} | {levels} | {r['e_ratio']:.2f} | {r['pan_floor']:.2f} | {r['pan_excess']:.2f} | "
+                     f"{r['periodic_artefact_index']:.2f} |")  # fmt: skip
     sys.stdout.write("\n".join(lines) + "\n")
     if args.json:
         write_output(args.json, json.dumps(results, indent=1))

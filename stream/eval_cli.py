@@ -18,6 +18,12 @@ above 1 means flicker. ``--paintings DIR`` adds style strength: the Laplacian-py
 sliced Wasserstein distance (Karras et al. 2018) of the per-frame outputs to the paintings, as a
 ratio to that of the unstylized input (1 = no move towards them), per level, and the periodic
 (checkerboard) artefact index.
+
+Warping resamples, and resampling loses fine detail, so E(V) also charges texture: a sharply
+painted output that moves exactly with the scene scores above the soft input. ``--pan`` measures
+that floor for this style (``vst.metrics.pan_consistency``: a synthetic sub-pixel pan of three of
+the clip's frames, the first frame's output panned the same way) and the style's flicker beyond it,
+the excess (1 = as steady as a painting fixed to the scene).
 """
 
 from __future__ import annotations
@@ -239,6 +245,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default=_BLEND.mode, choices=get_args(BlendMode), help=f"blend mode (default {_BLEND.mode})")
     p.add_argument("--paintings", type=Path, default=None, metavar="DIR",
                    help="also measure style strength against this folder of paintings (SWD ratio, artefact index)")  # fmt: skip
+    p.add_argument("--pan", action="store_true",
+                   help="also measure the E ratio of a perfectly steady output with this style's texture on a synthetic pan, "
+                        "and the style's flicker beyond it (excess)")  # fmt: skip
     p.add_argument("--strip", type=Path, default=None, help="write a PNG strip (input/per-frame/first blend)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -254,7 +263,7 @@ def _body() -> int:
         args.blend = [blend_config(0.0, args.mode, args.blend_budget).alpha_limit]
     if args.strip:
         check_image_output(args.strip)
-    from vst.metrics import PaintingSet, load_paintings, style_strength
+    from vst.metrics import PaintingSet, load_paintings, pan_consistency, style_strength
 
     for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendConfig's
         blend_config(alpha, args.mode, args.blend_budget)  # a bad alpha/mode fails before any work
@@ -284,6 +293,9 @@ def _body() -> int:
     }  # fmt: skip
     if paintings is not None:
         report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
+    if args.pan:
+        pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)])
+        report["pan"] = {"floor": pan.floor, "e_ratio": pan.generator, "excess": pan.excess}
     if args.strip and results:
         write_strip(args.strip, frames, stylized, outputs[results[0].alpha])
     if args.json:
@@ -306,6 +318,10 @@ def _body() -> int:
         levels = " ".join(f"{x:.2f}" for x in s["swd_level_ratios"])
         lines.append(f"style strength vs {args.paintings}: SWD ratio {s['swd_ratio']:.3f} (per level, 256->16 px: {levels}), "
                      f"periodic artefact index {s['periodic_artefact_index']:.2f}")  # fmt: skip
+    if "pan" in report:
+        pan_r = report["pan"]
+        lines.append(f"synthetic pan: E ratio {pan_r['e_ratio']:.2f}; a perfectly steady output with this texture scores "
+                     f"{pan_r['floor']:.2f}; excess {pan_r['excess']:.2f} (1 = no flicker beyond the texture's floor)")  # fmt: skip
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -12,6 +12,11 @@ Consistency alone rewards blur and freezing, so two guards go with it:
 - sharpness retained: Laplacian variance of the output / that of the per-frame output;
 - mean |Δ|: mean absolute difference to the per-frame output, in [0, 1].
 
+It also charges texture: warping resamples, resampling loses the finest detail, so a sharply
+textured output scores a higher E(V) than a soft one even when it moves exactly with the scene.
+``pan_consistency`` measures that floor for a given style on a synthetic pan, and the style's
+flicker beyond it.
+
 Flows come from a different estimator than the runtime blend's (Farnebäck by default, the blend
 uses DIS) so that the metric does not share the blend's flow errors.
 """
@@ -19,7 +24,7 @@ uses DIS) so that the metric does not share the blend's flow errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +91,66 @@ def temporal_error(outputs: Sequence[np.ndarray], geometry: Sequence[PairGeometr
         e_warp.append(float(sq.sum()) / max(n_valid, 1.0))
         valid.append(n_valid / g.mask.numel())
     return TemporalError(float(np.mean(e_v)), float(np.mean(e_warp)), float(np.mean(valid)))
+
+
+def pan_frames(frame: np.ndarray, count: int, step: tuple[float, float], size: tuple[int, int]) -> list[np.ndarray]:
+    """``count`` crops of ``size`` (w, h) from the middle of ``frame``, each moved ``step`` (dx, dy)
+    px further than the last by bicubic resampling: a camera pan whose motion is known exactly."""
+    w, h = size
+    x0, y0 = (frame.shape[1] - w) // 2, (frame.shape[0] - h) // 2
+    if x0 < 0 or y0 < 0:
+        raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is smaller than the pan's crop {w}x{h}")
+    out = []
+    for t in range(count):
+        m = np.float32([[1, 0, step[0] * t - x0], [0, 1, step[1] * t - y0]])
+        out.append(cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+@dataclass(frozen=True)
+class PanConsistency:
+    """E ratios on a synthetic pan (``pan_consistency``); each is E(V) over the input pan's own."""
+
+    floor: float
+    """A perfectly consistent output: the stylized first frame, panned exactly like the input."""
+    generator: float
+    """The generator run on every frame of the pan."""
+
+    @property
+    def excess(self) -> float:
+        """generator / floor: 1 = as steady as a painting fixed to the scene; above 1 = flicker."""
+        return self.generator / self.floor if self.floor > 0 else float("nan")
+
+
+def pan_consistency(
+    stylize: Callable[[list[np.ndarray]], list[np.ndarray]],
+    frames: Sequence[np.ndarray],
+    count: int = 8,
+    step: tuple[float, float] = (0.6, 0.35),
+    margin: int = 16,
+) -> PanConsistency:
+    """How much of a style's E ratio is flicker, and how much is the metric's floor for its texture.
+
+    Warping by a sub-pixel flow resamples the previous frame, and resampling loses the finest detail,
+    so E(V) is not 0 even for an output that moves exactly with the scene: a sharply textured
+    painting, fixed to the scene, scores several times the soft input's E(V). ``floor`` is that E
+    ratio, measured: each of ``frames`` (cropped by ``margin`` px on every side) is panned by
+    ``step`` px per frame, its stylization is panned the same way, and E(V) is taken with the same
+    estimated flow and mask as any clip's. ``generator`` runs ``stylize`` on the panned input
+    instead. Both average over ``frames``.
+    """
+    floors, gens = [], []
+    for frame in frames:
+        h, w = frame.shape[0] - 2 * margin, frame.shape[1] - 2 * margin
+        if h < 16 or w < 16:
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for a pan with a {margin} px margin")
+        src = pan_frames(frame, count, step, (w, h))
+        geometry = video_geometry(src)
+        e_in = temporal_error(src, geometry).e_v
+        still = stylize([frame])[0]
+        floors.append(temporal_error(pan_frames(still, count, step, (w, h)), geometry).e_v / e_in)
+        gens.append(temporal_error(stylize(src), geometry).e_v / e_in)
+    return PanConsistency(float(np.mean(floors)), float(np.mean(gens)))
 
 
 def laplacian_variance(img: np.ndarray) -> float:

@@ -6,7 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vst.metrics import laplacian_variance, mean_abs_delta, sharpness_retained, temporal_error, video_geometry
+from vst.metrics import (
+    laplacian_variance,
+    mean_abs_delta,
+    pan_consistency,
+    pan_frames,
+    sharpness_retained,
+    temporal_error,
+    video_geometry,
+)
 
 
 @pytest.fixture
@@ -44,3 +52,39 @@ def test_sharpness_and_delta(market: list[np.ndarray]) -> None:
     assert mean_abs_delta(market, market) == 0.0
     assert mean_abs_delta([255 - f for f in market], market) > 0.1
     assert laplacian_variance(np.full((8, 8, 3), 7, np.uint8)) == 0.0
+
+
+def test_pan_frames_move_by_the_step() -> None:
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[18:22, 28:32] = 255
+    a, b = pan_frames(frame, 2, (2.0, 1.0), (40, 30))
+    assert a.shape == (30, 40, 3)
+    ya, xa = np.argwhere(a[..., 0] > 127).mean(axis=0)
+    yb, xb = np.argwhere(b[..., 0] > 127).mean(axis=0)
+    assert (xb - xa, yb - ya) == pytest.approx((2.0, 1.0), abs=0.05)  # content moves with the camera's step
+    with pytest.raises(ValueError):
+        pan_frames(frame, 2, (1.0, 1.0), (80, 30))
+
+
+def _sharpen(frames: list[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.addWeighted(f, 3.0, cv2.GaussianBlur(f, (0, 0), 1.0), -2.0, 0) for f in frames]
+
+
+def test_pan_floor_charges_texture_and_excess_charges_flicker(market: list[np.ndarray]) -> None:
+    """A shift-invariant style has excess about 1 whatever its texture costs; per-frame noise does not."""
+    frames = market[:2]
+
+    def tinted(fs: list[np.ndarray]) -> list[np.ndarray]:
+        return [(f * 0.6 + 50).astype(np.uint8) for f in fs]
+
+    rng = np.random.default_rng(0)
+
+    def flicker(fs: list[np.ndarray]) -> list[np.ndarray]:  # fresh noise on every frame
+        return [np.clip(f + rng.normal(0, 6, f.shape), 0, 255).astype(np.uint8) for f in tinted(fs)]
+
+    tint, sharp = pan_consistency(tinted, frames), pan_consistency(_sharpen, frames)
+
+    noisy = pan_consistency(flicker, frames)
+    assert 0.3 < tint.floor < 0.45 and 0.9 < tint.excess < 1.15, tint  # 0.6 contrast: 0.36 of the input's E
+    assert sharp.floor > 2.0 and 0.85 < sharp.excess < 1.3, sharp  # texture raises the floor, not the excess
+    assert noisy.excess > 2.0, noisy

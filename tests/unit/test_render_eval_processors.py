@@ -155,6 +155,24 @@ def test_eval_stylizes_through_the_cuda_processor(frames: list[np.ndarray], monk
         np.testing.assert_array_equal(got, reference(frame))
 
 
+def test_eval_pan_separates_texture_from_flicker(clip: Path) -> None:
+    """--pan: the bundled monet and candy through vst-eval's own processor. Candy's E ratio on the pan is
+    far above its texture's floor (it flickers); monet's excess is a fraction of candy's."""
+    import json
+
+    from cli_run import run_cli
+
+    pans = {}
+    for style in ("monet", "candy"):
+        r = run_cli("vst.stream.eval_cli", str(clip), "--style", style, "--frames", "6", "--size", "160x128",
+                    "--backend", BACKEND, "--pan", "--json", timeout=180)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        pans[style] = json.loads(r.stdout)["pan"]
+    for p in pans.values():
+        assert p["floor"] > 0 and p["excess"] == pytest.approx(p["e_ratio"] / p["floor"])
+    assert pans["candy"]["excess"] > 3.0 and pans["monet"]["excess"] < 0.6 * pans["candy"]["excess"], pans
+
+
 @pytest.mark.parametrize("mode", ["lowpass", "full"])
 def test_eval_blends_are_what_the_host_processor_serves(frames: list[np.ndarray], mode: str) -> None:
     from vst.stream.eval_cli import evaluate, stylize
