@@ -17,6 +17,7 @@ config changes against the first), and takes the data and config of the first.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,6 +80,19 @@ def _check_same_init(cards: Sequence[Mapping[str, Any]]) -> None:
                          f"these name {sorted(inits)}")  # fmt: skip
 
 
+def training_seconds(styles: Sequence[Style], cards: Sequence[Mapping[str, Any]]) -> float | None:
+    """The ingredients' training seconds, each run once: snapshots of one run (same provenance and
+    config) are points on one trajectory, so that run cost what its latest snapshot records."""
+    runs: dict[str, float] = {}
+    for style, card in zip(styles, cards, strict=True):
+        seconds = card.get("wall_time_s")
+        if not isinstance(seconds, int | float):
+            return None
+        key = json.dumps([style.meta.get("provenance", ""), card.get("config")], sort_keys=True)
+        runs[key] = max(runs.get(key, 0.0), float(seconds))
+    return round(sum(runs.values()), 1)
+
+
 def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: str, check_start: bool = True) -> Style:
     """Average the styles ``items`` (path or name, weight) into ``directory/name`` with a card that lists them.
     ``check_start=False`` skips the same-start check (cards that name one file by two paths)."""
@@ -99,11 +113,10 @@ def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: 
          "config_changes": config_changes(base_config, c.get("config") or {})}  # fmt: skip
         for s, c, w in zip(styles, cards, weights, strict=True)
     ]
-    seconds = [c.get("wall_time_s") for c in cards]
     card = {
         "trainer": "weighted average of vst-train generators fine-tuned from the same weights (a model soup)",
         "ingredients": ingredients,
-        "wall_time_s": round(sum(seconds), 1) if all(isinstance(x, int | float) for x in seconds) else None,
+        "wall_time_s": training_seconds(styles, cards),
         "machine": cards[0].get("machine"),
         "data": cards[0].get("data"),
         "config": base_config,

@@ -21,11 +21,11 @@ SPEC = GeneratorSpec("compact", {"width": 4, "n_blocks": 1, "affine": True, "ups
 
 
 def _ingredient(tmp_path: Path, name: str, seed: int, init: str = "base.safetensors", sha: str | None = "abc",
-                spec: GeneratorSpec = SPEC, shift: float = 10.0) -> Style:  # fmt: skip
+                spec: GeneratorSpec = SPEC, shift: float = 10.0, run: str = "") -> Style:  # fmt: skip
     card = {"steps": 100 * seed, "wall_time_s": 10.0 * seed, "initialised_from": init, "initialised_from_sha256": sha,
             "config": {"loss": {"shift": shift, "noise": 0.0}, "optim": {"steps": 2000}}, "data": {"domain_b": "p"}}  # fmt: skip
     net = init_weights(build_generator(spec), gain=0.2, seed=seed)
-    return save_style(tmp_path / "in", name, net, spec, {"provenance": f"run {name}", "training": card})
+    return save_style(tmp_path / "in", name, net, spec, {"provenance": f"run {run or name}", "training": card})
 
 
 def test_soup_is_the_weighted_mean_and_lists_its_ingredients(tmp_path: Path) -> None:
@@ -46,6 +46,17 @@ def test_soup_is_the_weighted_mean_and_lists_its_ingredients(tmp_path: Path) -> 
     with torch.no_grad():
         out = load_generator(soup)(frame)
     assert out.shape == frame.shape and bool(torch.isfinite(out).all())
+
+
+def test_snapshots_of_one_run_count_its_training_time_once(tmp_path: Path) -> None:
+    """Two snapshots of one run (steps 100 and 300) cost what the later one records; another run adds its own."""
+    early, late = _ingredient(tmp_path, "s1", 1, run="r"), _ingredient(tmp_path, "s3", 3, run="r")
+    other = _ingredient(tmp_path, "o", 2, shift=25.0, run="r")  # same run name, other config: another run
+    card = json.loads(make_soup([(early.weights, 1), (late.weights, 1)], tmp_path / "o1", "x").weights.with_suffix(".json").read_text())
+    assert card["training"]["wall_time_s"] == 30.0
+    card = json.loads(make_soup([(early.weights, 1), (late.weights, 1), (other.weights, 1)], tmp_path / "o2", "y")
+                      .weights.with_suffix(".json").read_text())  # fmt: skip
+    assert card["training"]["wall_time_s"] == 50.0
 
 
 def test_soup_refuses_ingredients_from_different_starts_or_networks(tmp_path: Path) -> None:
