@@ -69,12 +69,15 @@ def body() -> int:
     measurements = {
         "what": "per-frame output (no blend) at 320x180, torch fp32: SWD ratio = Laplacian-pyramid patch sliced "
                 "Wasserstein distance to the paintings over that of the input (1 = no move towards them; levels "
-                "256->16 px); E ratio = E(V) over the input video's own E(V); periodic-artefact index = peaks at "
-                "periods 2 and 4 px, output over input",  # fmt: skip
+                "256->16 px); E ratio = E(V) over the input video's own E(V); pan floor = the E ratio of a perfectly "
+                "steady output with this texture on a synthetic sub-pixel pan, pan excess = the style's E ratio there over "
+                "that floor (1 = no flicker beyond what the metric charges the texture); periodic-artefact index = peaks "
+                "at periods 2 and 4 px, output over input",  # fmt: skip
         "command": args.scores_command,
         "held_out_clips": {
             r["clip"]: {"paintings": r["paintings"], "size": r["size"], "swd_ratio": round(r["swd_ratio"], 3),
                         "swd_level_ratios": [round(x, 3) for x in r["swd_level_ratios"]], "e_ratio": round(r["e_ratio"], 3),
+                        **{k: round(r[k], 3) for k in ("pan_floor", "pan_excess") if k in r},
                         "periodic_artefact_index": round(r["periodic_artefact_index"], 3)}  # fmt: skip
             for r in scores
         },
