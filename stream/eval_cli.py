@@ -294,7 +294,10 @@ def _body() -> int:
     if paintings is not None:
         report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
     if args.pan:
-        pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)])
+        try:
+            pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)])
+        except ValueError as e:
+            raise VstError(f"--pan: {e}") from None
         report["pan"] = {"floor": pan.floor, "e_ratio": pan.generator, "excess": pan.excess}
     if args.strip and results:
         write_strip(args.strip, frames, stylized, outputs[results[0].alpha])

@@ -134,16 +134,18 @@ def pan_consistency(
     Warping by a sub-pixel flow resamples the previous frame, and resampling loses the finest detail,
     so E(V) is not 0 even for an output that moves exactly with the scene: a sharply textured
     painting, fixed to the scene, scores several times the soft input's E(V). ``floor`` is that E
-    ratio, measured: each of ``frames`` (cropped by ``margin`` px on every side) is panned by
+    ratio, measured: each of ``frames`` (cropped by ``margin`` px on every side, less on frames under
+    128 px) is panned by
     ``step`` px per frame, its stylization is panned the same way, and E(V) is taken with the same
     estimated flow and mask as any clip's. ``generator`` runs ``stylize`` on the panned input
     instead. Both average over ``frames``.
     """
     floors, gens = [], []
     for frame in frames:
-        h, w = frame.shape[0] - 2 * margin, frame.shape[1] - 2 * margin
+        m = min(margin, min(frame.shape[:2]) // 8)  # small frames keep most of their content
+        h, w = frame.shape[0] - 2 * m, frame.shape[1] - 2 * m
         if h < 16 or w < 16:
-            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for a pan with a {margin} px margin")
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for a pan (at least 20x20)")
         src = pan_frames(frame, count, step, (w, h))
         geometry = video_geometry(src)
         e_in = temporal_error(src, geometry).e_v

@@ -322,3 +322,7 @@ def test_styles_info_is_a_readable_card_and_list_never_cuts_words() -> None:
         shown = shown[:-1]
     assert shown == words[: len(shown)], (shown, words)  # whole words, in order, none cut
     assert all(len(line) <= 90 for line in lines if " carded " in line or line.startswith(" " * 20))
+
+
+def test_pan_on_frames_too_small_is_a_one_line_error() -> None:
+    one_line_error(run_cli("vst.stream.eval_cli", "sample", "--size", "24x16", "--frames", "3", "--pan"), "--pan")
