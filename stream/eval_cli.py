@@ -263,7 +263,8 @@ def _body() -> int:
         args.blend = [blend_config(0.0, args.mode, args.blend_budget).alpha_limit]
     if args.strip:
         check_image_output(args.strip)
-    from vst.metrics import PaintingSet, load_paintings, pan_consistency, style_strength
+    from vst.flow import make_flow
+    from vst.metrics import PaintingSet, load_paintings, pan_consistency, pan_crop, style_strength
 
     for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendConfig's
         blend_config(alpha, args.mode, args.blend_budget)  # a bad alpha/mode fails before any work
@@ -281,6 +282,11 @@ def _body() -> int:
     frames = load_frames(args.input, args.size, args.frames)  # before the engine: bad input fails fast
     if len(frames) < 2:
         raise SourceError(f"{args.input} has fewer than 2 frames")
+    if args.pan:
+        try:
+            pan_crop(*frames[0].shape[:2])
+        except ValueError as e:
+            raise VstError(f"--pan: {e}") from None
     engine = make_engine(style, args.backend)
     stylized, engine_ms = stylize(engine, frames, style.name)
     base, results, outputs = evaluate(frames, stylized, args.blend, engine_ms, args.flow, args.metric_flow, args.mode,
@@ -295,7 +301,8 @@ def _body() -> int:
         report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
     if args.pan:
         try:
-            pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)])
+            pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)],
+                                  flow=make_flow(args.metric_flow))  # fmt: skip
         except ValueError as e:
             raise VstError(f"--pan: {e}") from None
         report["pan"] = {"floor": pan.floor, "e_ratio": pan.generator, "excess": pan.excess}

@@ -82,13 +82,15 @@ def _check_same_init(cards: Sequence[Mapping[str, Any]]) -> None:
 
 def training_seconds(styles: Sequence[Style], cards: Sequence[Mapping[str, Any]]) -> float | None:
     """The ingredients' training seconds, each run once: snapshots of one run (same provenance and
-    config) are points on one trajectory, so that run cost what its latest snapshot records."""
+    config, in one run folder: RUN/snapshots/ or RUN/style/) are points on one trajectory, so that
+    run cost what its latest snapshot records."""
     runs: dict[str, float] = {}
     for style, card in zip(styles, cards, strict=True):
         seconds = card.get("wall_time_s")
         if not isinstance(seconds, int | float):
             return None
-        key = json.dumps([style.meta.get("provenance", ""), card.get("config")], sort_keys=True)
+        run_dir = str(Path(style.weights).resolve().parent.parent)
+        key = json.dumps([run_dir, style.meta.get("provenance", ""), card.get("config")], sort_keys=True)
         runs[key] = max(runs.get(key, 0.0), float(seconds))
     return round(sum(runs.values()), 1)
 

@@ -24,6 +24,7 @@ uses DIS) so that the metric does not share the blend's flow errors.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,36 +123,57 @@ class PanConsistency:
         return self.generator / self.floor if self.floor > 0 else float("nan")
 
 
+PAN_STEP = (0.6, 0.35)
+"""The synthetic pan's motion per frame, px (dx, dy): sub-pixel, as most real motion is."""
+PAN_FRAMES = 8
+
+
+def pan_crop(height: int, width: int, count: int = PAN_FRAMES, step: tuple[float, float] = PAN_STEP, margin: int = 16) -> tuple[int, int]:
+    """The (w, h) of the pan's crops from a ``height`` x ``width`` frame: ``margin`` px off every side
+    (less on frames under 128 px, so small ones keep most of their content), but never less than the
+    pan travels, so no reflected border slides in. ValueError when too little is left."""
+    travel = math.ceil((count - 1) * max(abs(step[0]), abs(step[1]))) + 1
+    m = max(travel, min(margin, min(height, width) // 8))
+    h, w = height - 2 * m, width - 2 * m
+    if h < 16 or w < 16:
+        raise ValueError(f"frame {width}x{height} is too small for a pan (at least {16 + 2 * travel} px a side)")
+    return w, h
+
+
 def pan_consistency(
     stylize: Callable[[list[np.ndarray]], list[np.ndarray]],
     frames: Sequence[np.ndarray],
-    count: int = 8,
-    step: tuple[float, float] = (0.6, 0.35),
+    count: int = PAN_FRAMES,
+    step: tuple[float, float] = PAN_STEP,
     margin: int = 16,
+    flow: FlowEstimator | None = None,
 ) -> PanConsistency:
     """How much of a style's E ratio is flicker, and how much is the metric's floor for its texture.
 
     Warping by a sub-pixel flow resamples the previous frame, and resampling loses the finest detail,
     so E(V) is not 0 even for an output that moves exactly with the scene: a sharply textured
     painting, fixed to the scene, scores several times the soft input's E(V). ``floor`` is that E
-    ratio, measured: each of ``frames`` (cropped by ``margin`` px on every side, less on frames under
-    128 px) is panned by
-    ``step`` px per frame, its stylization is panned the same way, and E(V) is taken with the same
-    estimated flow and mask as any clip's. ``generator`` runs ``stylize`` on the panned input
-    instead. Both average over ``frames``.
+    ratio on a synthetic pan: each of ``frames`` (cropped as ``pan_crop`` says) is panned by ``step``
+    px per frame, its stylization is panned the same way, and E(V) is taken with the flow and mask
+    estimated on the panned input (``flow``: the metric's, Farnebäck by default), as for any clip.
+    ``generator`` runs ``stylize`` on the panned input instead. Both average over the frames; a frame
+    with no texture for the pan to move (E(V) of the input 0, e.g. black) is skipped. The floor is
+    of this pan, not a bound for other motion: on a real clip, or from frame to frame, a style can
+    score below it.
     """
     floors, gens = [], []
     for frame in frames:
-        m = min(margin, min(frame.shape[:2]) // 8)  # small frames keep most of their content
-        h, w = frame.shape[0] - 2 * m, frame.shape[1] - 2 * m
-        if h < 16 or w < 16:
-            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for a pan (at least 20x20)")
-        src = pan_frames(frame, count, step, (w, h))
-        geometry = video_geometry(src)
+        size = pan_crop(frame.shape[0], frame.shape[1], count, step, margin)
+        src = pan_frames(frame, count, step, size)
+        geometry = video_geometry(src, flow)
         e_in = temporal_error(src, geometry).e_v
+        if e_in <= 0:
+            continue
         still = stylize([frame])[0]
-        floors.append(temporal_error(pan_frames(still, count, step, (w, h)), geometry).e_v / e_in)
+        floors.append(temporal_error(pan_frames(still, count, step, size), geometry).e_v / e_in)
         gens.append(temporal_error(stylize(src), geometry).e_v / e_in)
+    if not floors:
+        raise ValueError("no frame has texture for the pan to move (the input's E(V) is 0 on every one)")
     return PanConsistency(float(np.mean(floors)), float(np.mean(gens)))
 
 

@@ -10,6 +10,7 @@ from vst.metrics import (
     laplacian_variance,
     mean_abs_delta,
     pan_consistency,
+    pan_crop,
     pan_frames,
     sharpness_retained,
     temporal_error,
@@ -88,3 +89,17 @@ def test_pan_floor_charges_texture_and_excess_charges_flicker(market: list[np.nd
     assert 0.3 < tint.floor < 0.45 and 0.9 < tint.excess < 1.15, tint  # 0.6 contrast: 0.36 of the input's E
     assert sharp.floor > 2.0 and 0.85 < sharp.excess < 1.3, sharp  # texture raises the floor, not the excess
     assert noisy.excess > 2.0, noisy
+
+
+def test_pan_skips_flat_frames_and_keeps_its_crops_inside_the_frame(market: list[np.ndarray]) -> None:
+    def tinted(fs: list[np.ndarray]) -> list[np.ndarray]:
+        return [(f * 0.6 + 50).astype(np.uint8) for f in fs]
+
+    black = np.zeros_like(market[0])
+    with pytest.raises(ValueError, match="no frame has texture"):
+        pan_consistency(tinted, [black])
+    assert pan_consistency(tinted, [black, market[0]]) == pan_consistency(tinted, [market[0]])
+    # the pan travels 7 x 0.6 px: at least 6 px stay off every side, even where 1/8 of the side is less
+    assert pan_crop(40, 60) == (48, 28) and pan_crop(200, 300) == (268, 168)
+    with pytest.raises(ValueError, match="too small for a pan"):
+        pan_crop(27, 60)

@@ -182,7 +182,7 @@ def test_antialias_keeps_the_weights_the_budget_and_the_layout_rules() -> None:
     ResnetGenerator(8, 1, **ARTEFACT_FREE, antialias=True)
 
 
-def test_antialias_brings_a_trained_net_closer_to_shift_equivariance() -> None:
+def test_the_blurs_bring_the_bundled_monet_closer_to_shift_equivariance() -> None:
     """The bundled monet, trained with the blurs (``antialias``): its weights run without them move the
     painting with content moved by 4 px (the stride) but repaint it under 1-3 px moves; with the blurs,
     as bundled, the 1-3 px error is lower."""

@@ -168,8 +168,7 @@ def test_eval_pan_separates_texture_from_flicker(clip: Path) -> None:
                     "--backend", BACKEND, "--pan", "--json", timeout=180)  # fmt: skip
         assert r.returncode == 0, r.stderr
         pans[style] = json.loads(r.stdout)["pan"]
-    for p in pans.values():
-        assert p["floor"] > 0 and p["excess"] == pytest.approx(p["e_ratio"] / p["floor"])
+    assert all(p["floor"] > 0 for p in pans.values()), pans
     assert pans["candy"]["excess"] > 3.0 and pans["monet"]["excess"] < 0.6 * pans["candy"]["excess"], pans
 
 

@@ -57,6 +57,9 @@ def test_snapshots_of_one_run_count_its_training_time_once(tmp_path: Path) -> No
     card = json.loads(make_soup([(early.weights, 1), (late.weights, 1), (other.weights, 1)], tmp_path / "o2", "y")
                       .weights.with_suffix(".json").read_text())  # fmt: skip
     assert card["training"]["wall_time_s"] == 50.0
+    twin = save_style(tmp_path / "elsewhere" / "snapshots", "s3", load_generator(late), SPEC, late.meta)  # a rerun elsewhere
+    card = json.loads(make_soup([(late.weights, 1), (twin.weights, 1)], tmp_path / "o3", "z").weights.with_suffix(".json").read_text())
+    assert card["training"]["wall_time_s"] == 60.0
 
 
 def test_soup_refuses_ingredients_from_different_starts_or_networks(tmp_path: Path) -> None:
