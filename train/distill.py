@@ -44,6 +44,7 @@ class DistillTrainer(TrainerBase):
         self.teacher = load_generator(style).to(self.device).eval().requires_grad_(False)
         self.spec_ab = cfg.generator_spec()
         self.g_ab = init_weights(build_generator(self.spec_ab), seed=cfg.run.seed).to(self.device)
+        self._setup_ema()
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.g_ab.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
         log.info("distilling %s (%s) into %s", style.name, style.spec.arch, self.spec_ab)

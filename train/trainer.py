@@ -11,6 +11,7 @@ one-forward-one-backward bookkeeping does not like.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -175,6 +176,8 @@ class TrainerBase:
     fresh_if_missing: tuple[str, ...] = ()
     """Optional nets that a warm start (``init_from``) leaves fresh when the source run has none."""
     g_ab: nn.Module
+    g_ema: nn.Module | None = None
+    """The moving average of g_ab's weights (``optim.ema``), or None."""
     spec_ab: GeneratorSpec
     description = ""
 
@@ -202,6 +205,27 @@ class TrainerBase:
         self.elapsed = 0.0  # training seconds over all sessions of this run
         self.last: dict[str, float] = {}
         self._fixed: Tensor | None = None
+
+    def _setup_ema(self) -> None:
+        """Subclasses call this once g_ab exists: the average starts at g_ab and is checkpointed with it."""
+        if self.cfg.optim.ema > 0:
+            self.g_ema = copy.deepcopy(self.g_ab).requires_grad_(False)
+            self.net_names = (*self.net_names, "g_ema")
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.g_ema is None:
+            return
+        weight = 1.0 - self.cfg.optim.ema
+        for avg, p in zip(self.g_ema.parameters(), self.g_ab.parameters(), strict=True):
+            avg.lerp_(p, weight)
+        for avg, b in zip(self.g_ema.buffers(), self.g_ab.buffers(), strict=True):
+            avg.copy_(b)
+
+    @property
+    def style_net(self) -> nn.Module:
+        """The generator that becomes the style: the average when ``optim.ema`` is on, else g_ab."""
+        return self.g_ema if self.g_ema is not None else self.g_ab
 
     def sample_batch(self) -> Any:
         raise NotImplementedError
@@ -309,6 +333,8 @@ class TrainerBase:
                 log.info("g_ab initialised from the style %s; the other networks start fresh", path)
             else:
                 for name in self.net_names:
+                    if name == "g_ema":  # restarted below, from the weights this run starts at
+                        continue
                     sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
                     if not sd and name in self.fresh_if_missing:
                         log.info("%s has no %s; it starts fresh", path, name)
@@ -316,6 +342,8 @@ class TrainerBase:
                     getattr(self, name).load_state_dict(sd, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint {path} does not match this config's networks: {str(e).splitlines()[0]}") from None
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(self.g_ab.state_dict())
         self.init_source = str(path)
         self.init_sha256 = file_sha256(path)  # a bundled path's bytes change when a style is re-bundled
         log.info("networks initialised from %s", path)
@@ -336,7 +364,7 @@ class TrainerBase:
             **(extra or {}),
         }
         meta = {"provenance": f"trained by vst-train, run {self.run_dir.name}", "training": card}
-        return save_style(directory, name, self.g_ab, self.spec_ab, meta)
+        return save_style(directory, name, self.style_net, self.spec_ab, meta)
 
     # ---------------------------------------------------------------- samples
 
@@ -352,12 +380,13 @@ class TrainerBase:
     def write_samples(self) -> Path:
         """samples/step_XXXXXXX.png: each row is input | G_ab(input)."""
         x = self.fixed_inputs().to(self.device)
-        self.g_ab.eval()
+        net = self.style_net
+        net.eval()
         try:
             with self._autocast():
-                y = self.g_ab(x).float()
+                y = net(x).float()
         finally:
-            self.g_ab.train()
+            net.train()
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         write_png(path, grid_image([[xi, yi] for xi, yi in zip(x, y, strict=True)]))
         return path
@@ -390,6 +419,7 @@ class TrainerBase:
                     break
                 t0 = time.monotonic()
                 losses = self.train_step(*self.sample_batch())
+                self._update_ema()
                 self.elapsed += time.monotonic() - t0
                 if not all(math.isfinite(v) for v in losses.values()):
                     raise VstError(f"non-finite loss at step {self.step}: {losses}")
@@ -470,6 +500,7 @@ class CycleGANTrainer(TrainerBase):
             fine = PatchDiscriminator(m.d_ndf, spectral=m.d_spectral, n_layers=1)
             self.d_fine = init_weights(fine, seed=cfg.run.seed + 4).to(self.device)
             self.net_names = (*self.net_names, "d_fine")
+        self._setup_ema()
         if cfg.run.channels_last:  # convolutions follow their weights' format; checkpoints save contiguous copies
             for name in self.net_names:
                 getattr(self, name).to(memory_format=torch.channels_last)

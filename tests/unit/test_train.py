@@ -368,3 +368,43 @@ def test_fine_patchgan_trains_checkpoints_and_resumes(tmp_path: Path, data: type
     warm.init_from(plain.save_checkpoint())
     for k, v in plain.d_b.state_dict().items():
         assert torch.equal(warm.d_b.state_dict()[k], v), k
+
+
+def test_weight_average_follows_the_run_without_changing_it(tmp_path: Path, data: type) -> None:
+    """optim.ema: g_ab's trajectory is bit for bit the one without it; the average is the exponential mean
+    of g_ab after every step; the exported style is the average; it is checkpointed and resumed; a warm
+    start restarts it at the weights the run starts from."""
+    from vst.train.trainer import CycleGANTrainer
+
+    cfg = _tiny(tmp_path, data, **{"optim.steps": 3})
+    for bad in ("1.0", "-0.1"):
+        with pytest.raises(ConfigError, match="optim.ema"):
+            load_config(tmp_path / "tiny.toml", [f"optim.ema={bad}"])
+    a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
+    b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
+    plain = CycleGANTrainer(cfg, tmp_path / "plain", a, b)
+    avg = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["optim.steps=3", "optim.ema=0.5"]), tmp_path / "avg", a, b)
+    assert plain.g_ema is None and avg.g_ema is not None and "g_ema" in avg.net_names
+    want = {k: v.clone() for k, v in avg.g_ab.state_dict().items()}
+    for _ in range(3):
+        plain.fit(progress=False, stop_after=1)
+        avg.fit(progress=False, stop_after=1)
+        want = {k: 0.5 * v + 0.5 * avg.g_ab.state_dict()[k] for k, v in want.items()}
+    for k, v in plain.g_ab.state_dict().items():
+        assert torch.equal(avg.g_ab.state_dict()[k], v), k
+    got = avg.g_ema.state_dict()
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v, msg=k)
+    assert any(not torch.equal(got[k], v) for k, v in avg.g_ab.state_dict().items())  # it is an average
+    exported = load_generator(avg.export_style(tmp_path / "styles", "avg")).state_dict()
+    for k, v in got.items():
+        torch.testing.assert_close(exported[k], v.half().float(), msg=k)
+
+    back = CycleGANTrainer(avg.cfg, tmp_path / "back", a, b)
+    back.load_checkpoint(avg.save_checkpoint())
+    for k, v in got.items():
+        assert torch.equal(back.g_ema.state_dict()[k], v), k  # type: ignore[union-attr]
+    warm = CycleGANTrainer(avg.cfg, tmp_path / "warm", a, b)
+    warm.init_from(avg.save_checkpoint())
+    for k, v in avg.g_ab.state_dict().items():
+        assert torch.equal(warm.g_ema.state_dict()[k], v) and torch.equal(warm.g_ab.state_dict()[k], v), k  # type: ignore[union-attr]
