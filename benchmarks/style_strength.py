@@ -28,7 +28,7 @@ from pathlib import Path
 
 from vst.cli import check_output_path, parse_size, run_main, setup_logging, write_output
 from vst.errors import VstError
-from vst.metrics import PaintingSet, load_paintings, pan_consistency, style_strength, temporal_error, video_geometry
+from vst.metrics import PaintingSet, load_paintings, pan_consistency, pan_sources, style_strength, temporal_error, video_geometry
 from vst.stream.eval_cli import load_frames
 from vst.styles import load_generator, resolve_style
 from vst.train.evaluate import stylize
@@ -79,7 +79,7 @@ def main_body() -> int:
         for clip, (frames, geometry) in clips.items():
             out = stylize(net, frames)
             e_out, e_in = temporal_error(out, geometry).e_v, temporal_error(frames, geometry).e_v
-            pan = pan_consistency(lambda f: stylize(net, f), [frames[i] for i in (0, len(frames) // 2, -1)])
+            pan = pan_consistency(lambda f: stylize(net, f), pan_sources(frames))
             row = {"style": style_ref, "paintings": folder, "clip": clip, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
                    "e_ratio": e_out / e_in, "e_v": e_out, "input_e_v": e_in, "pan_floor": pan.floor, "pan_excess": pan.excess,
                    **style_strength(sets[folder], out, frames)}  # fmt: skip

@@ -264,7 +264,7 @@ def _body() -> int:
     if args.strip:
         check_image_output(args.strip)
     from vst.flow import make_flow
-    from vst.metrics import PaintingSet, load_paintings, pan_consistency, pan_crop, style_strength
+    from vst.metrics import PaintingSet, load_paintings, pan_consistency, pan_crop, pan_sources, style_strength
 
     for alpha in args.blend:  # ranges are argparse's; the mode-specific limit is BlendConfig's
         blend_config(alpha, args.mode, args.blend_budget)  # a bad alpha/mode fails before any work
@@ -301,7 +301,7 @@ def _body() -> int:
         report["style_strength"] = style_strength(PaintingSet(paintings), stylized, frames) | {"paintings": str(args.paintings)}
     if args.pan:
         try:
-            pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], [frames[i] for i in (0, len(frames) // 2, -1)],
+            pan = pan_consistency(lambda fs: stylize(engine, fs, style.name)[0], pan_sources(frames),
                                   flow=make_flow(args.metric_flow))  # fmt: skip
         except ValueError as e:
             raise VstError(f"--pan: {e}") from None

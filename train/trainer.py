@@ -378,7 +378,7 @@ class TrainerBase:
 
     @torch.no_grad()
     def write_samples(self) -> Path:
-        """samples/step_XXXXXXX.png: each row is input | G_ab(input)."""
+        """samples/step_XXXXXXX.png: each row is input | the style's output (``style_net``)."""
         x = self.fixed_inputs().to(self.device)
         net = self.style_net
         net.eval()

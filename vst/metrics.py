@@ -140,6 +140,11 @@ def pan_crop(height: int, width: int, count: int = PAN_FRAMES, step: tuple[float
     return w, h
 
 
+def pan_sources(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The clip's frames a pan starts from: its first, middle and last."""
+    return [frames[0], frames[len(frames) // 2], frames[-1]]
+
+
 def pan_consistency(
     stylize: Callable[[list[np.ndarray]], list[np.ndarray]],
     frames: Sequence[np.ndarray],
