@@ -119,7 +119,7 @@ def make_soup(items: Sequence[tuple[str | Path, float]], directory: Path, name: 
         "trainer": "weighted average of vst-train generators fine-tuned from the same weights (a model soup)",
         "ingredients": ingredients,
         "wall_time_s": training_seconds(styles, cards),
-        "machine": cards[0].get("machine"),
+        "machine": "; ".join(dict.fromkeys(str(c["machine"]) for c in cards if c.get("machine"))) or None,
         "data": cards[0].get("data"),
         "config": base_config,
         "initialised_from": cards[0].get("initialised_from"),

@@ -21,8 +21,8 @@ SPEC = GeneratorSpec("compact", {"width": 4, "n_blocks": 1, "affine": True, "ups
 
 
 def _ingredient(tmp_path: Path, name: str, seed: int, init: str = "base.safetensors", sha: str | None = "abc",
-                spec: GeneratorSpec = SPEC, shift: float = 10.0, run: str = "") -> Style:  # fmt: skip
-    card = {"steps": 100 * seed, "wall_time_s": 10.0 * seed, "initialised_from": init, "initialised_from_sha256": sha,
+                spec: GeneratorSpec = SPEC, shift: float = 10.0, run: str = "", machine: str = "cpu A") -> Style:  # fmt: skip
+    card = {"steps": 100 * seed, "machine": machine, "wall_time_s": 10.0 * seed, "initialised_from": init, "initialised_from_sha256": sha,
             "config": {"loss": {"shift": shift, "noise": 0.0}, "optim": {"steps": 2000}}, "data": {"domain_b": "p"}}  # fmt: skip
     net = init_weights(build_generator(spec), gain=0.2, seed=seed)
     return save_style(tmp_path / "in", name, net, spec, {"provenance": f"run {run or name}", "training": card})
@@ -42,6 +42,10 @@ def test_soup_is_the_weighted_mean_and_lists_its_ingredients(tmp_path: Path) -> 
     assert card["ingredients"][1]["config_changes"] == {"loss.shift": 25.0}
     assert card["ingredients"][0]["config_changes"] == {}
     assert card["wall_time_s"] == 30.0 and card["initialised_from_sha256"] == "abc"
+    assert card["machine"] == "cpu A"  # one machine named once
+    c = _ingredient(tmp_path, "c", 3, machine="gpu B")
+    mixed = make_soup([(a.weights, 1.0), (b.weights, 1.0), (c.weights, 1.0)], tmp_path / "out", "mixed")
+    assert json.loads(mixed.weights.with_suffix(".json").read_text())["training"]["machine"] == "cpu A; gpu B"
     frame = torch.rand(1, 3, 24, 32) * 2 - 1
     with torch.no_grad():
         out = load_generator(soup)(frame)
