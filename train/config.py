@@ -123,6 +123,11 @@ class LossConfig:
     noise_blur: float = 0.0
     """Gaussian blur σ (px) of that noise before it is rescaled to ``noise_sigma``: 0 = independent per
     pixel; a few px = the spatially correlated noise of upscaled, block-compressed video."""
+    ringing: float = 0.0
+    """Edge-response weight (``vst.train.losses.ringing_loss``): G on synthetic clean edges, in the
+    frames' colours, averaged along the edge, L1 against its own level a little further away on the
+    same side. It penalises what is locked to edges (outlines, halos, the parallel bands of contour
+    ringing), not texture, which the averaging removes (0 = off)."""
     flow_cycle: float = 0.0
     """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
     reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the

@@ -78,6 +78,75 @@ def sensor_noise(shape: tuple[int, ...], sigma: float, blur: float, gen: torch.G
     return noise * sigma
 
 
+EDGE_SIZE = 96
+"""Side (px) of the synthetic edge images of ``ringing_loss``: wide enough for 20 px either side."""
+
+
+def edge_colours(x: Tensor, gen: torch.Generator, samples: int = 8) -> Tensor:
+    """Two colours per image of ``x`` (N, 3, H, W): the darkest and brightest of ``samples`` random
+    pixels of it, so the synthetic edges have the palette and the contrast of the training frames.
+    Returns (N, 2, 3)."""
+    n, c, h, w = x.shape
+    idx = torch.randint(0, h * w, (n, samples), generator=gen).to(x.device)
+    px = x.detach().float().reshape(n, c, h * w).gather(2, idx[:, None].expand(n, c, samples))  # (N, 3, S)
+    order = px.mean(1).argsort(1)
+    dark = px.gather(2, order[:, None, :1].expand(n, c, 1))[..., 0]
+    bright = px.gather(2, order[:, None, -1:].expand(n, c, 1))[..., 0]
+    return torch.stack((dark, bright), 1)
+
+
+def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE) -> tuple[Tensor, Tensor]:
+    """Straight edges between two flat colours at random angles and offsets, blurred by σ 0.3-1 px.
+
+    colours: (N, 2, 3) in [-1, 1]. Returns the images (N, 3, size, size) and each pixel's signed
+    distance to the edge (N, 1, size, size) in px (negative on the first colour's side).
+    """
+    n = colours.shape[0]
+    angle = torch.rand(n, generator=gen) * (2 * torch.pi)
+    offset = (torch.rand(n, generator=gen) - 0.5) * (0.2 * size)
+    sigma = 0.3 + 0.7 * torch.rand(n, generator=gen)
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    ys, xs = torch.meshgrid(r, r, indexing="ij")
+    dist = xs * angle.cos()[:, None, None] + ys * angle.sin()[:, None, None] - offset[:, None, None]
+    w = 0.5 * (1 + torch.erf(dist / (sigma[:, None, None] * 2**0.5)))[:, None].to(colours.device)
+    a, b = colours[:, 0, :, None, None], colours[:, 1, :, None, None]
+    return a * (1 - w) + b * w, dist[:, None].to(colours.device)
+
+
+def ringing_loss(out: Tensor, dist: Tensor, inner: int = 3, outer: int = 12, far: int = 20, margin: int = 8) -> Tensor:
+    """How far G's response to a clean edge swings away from its level on either side.
+
+    ``out`` = G(``step_edges`` images), ``dist`` their signed distance to the edge. The output is
+    averaged along the edge into a profile (1 px bins of distance), which averages texture away and
+    keeps what is locked to the edge: outlines, halos and the parallel bands of contour ringing.
+    The loss is the mean |profile - its far level on the same side| over ``inner`` to ``outer`` px from
+    the edge, the far level being the mean at ``outer`` + 1 to ``far`` px. A colour map of the input
+    scores 0; a sharpening filter or a net that rings does not. ``margin`` px at the image's borders,
+    where the padding acts, are left out.
+    """
+    n, c = out.shape[:2]
+    bins = dist.round().long().clamp(-far - 1, far + 1) + far + 1  # 0 and 2 far + 2 collect the rest
+    valid = torch.zeros_like(dist)
+    valid[..., margin:-margin, margin:-margin] = 1.0
+    nb = 2 * far + 3
+    idx = bins.reshape(n, 1, -1)
+    o = out.float().reshape(n, c, -1) * valid.reshape(n, 1, -1)
+    sums = torch.zeros(n, c, nb, device=out.device).scatter_add(2, idx.expand(n, c, -1), o)
+    counts = torch.zeros(n, 1, nb, device=out.device).scatter_add(2, idx, valid.reshape(n, 1, -1))
+    profile = sums / counts.clamp_min(1.0)
+    d = torch.arange(nb, device=out.device) - far - 1
+    side_losses = []
+    for sign in (-1, 1):
+        far_bins = ((d * sign) > outer) & ((d * sign) <= far)
+        near_bins = ((d * sign) >= inner) & ((d * sign) <= outer)
+        wf = counts[..., far_bins]
+        level = (profile[..., far_bins] * wf).sum(-1, keepdim=True) / wf.sum(-1, keepdim=True).clamp_min(1.0)
+        wn = counts[..., near_bins]
+        dev = ((profile[..., near_bins] - level).abs() * wn).sum(-1) / wn.sum(-1).clamp_min(1.0)
+        side_losses.append(dev)
+    return torch.stack(side_losses).mean()
+
+
 def image_gradients(x: Tensor) -> Tensor:
     """Sobel x/y responses per channel: (N, C, H, W) -> (N, 2C, H, W), replicate-padded."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 8.0

@@ -40,7 +40,7 @@ from vst.styles import Style, file_sha256, save_style
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .lk_flow import flow_cycle_loss
-from .losses import ImagePool, gan_loss, noise_loss, sensor_noise, shift_loss, temporal_loss
+from .losses import ImagePool, edge_colours, gan_loss, noise_loss, ringing_loss, sensor_noise, shift_loss, step_edges, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -557,6 +557,9 @@ class CycleGANTrainer(TrainerBase):
             if lc.noise > 0:
                 noise = sensor_noise(tuple(real_a.shape), lc.noise_sigma, lc.noise_blur, self.gen).to(real_a.device)
                 losses["noise"] = noise_loss(self.g_ab, real_a, fake_b, noise)
+            if lc.ringing > 0:
+                edges, dist = step_edges(edge_colours(real_a.cpu(), self.gen), self.gen)
+                losses["ringing"] = ringing_loss(self.g_ab(edges.to(real_a.device)), dist.to(real_a.device))
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
         if use_fc:
@@ -567,7 +570,7 @@ class CycleGANTrainer(TrainerBase):
             "g_gan_b": lc.gan, "g_gan_a": lc.gan, "g_gan_fine": lc.gan_fine, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,
             "temporal": lc.temporal, "long_term": lc.long_term, "shift": lc.shift,
-            "noise": lc.noise, "flow_cycle": lc.flow_cycle,
+            "noise": lc.noise, "ringing": lc.ringing, "flow_cycle": lc.flow_cycle,
         }  # fmt: skip
         loss_g = sum(weights[k] * v for k, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import torch
 from tiny_train import flow_cache_in_tmp, tiny_config  # noqa: F401  (an autouse fixture)
 from torch import nn
 from vst.train.lk_flow import flow_cycle_loss, lucas_kanade
-from vst.train.losses import noise_loss, sensor_noise, shift_loss
+from vst.train.losses import edge_colours, noise_loss, ringing_loss, sensor_noise, shift_loss, step_edges
 
 from vst.flow import read_flo
 
@@ -95,18 +95,54 @@ def test_sensor_noise_has_its_sigma_and_blur_correlates_neighbours() -> None:
         assert low < corr < high, (blur, corr)
 
 
+def test_step_edges_are_two_flat_colours_split_at_the_signed_distance() -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 3, 20, 30, generator=gen) * 2 - 1
+    colours = edge_colours(x, gen)
+    assert colours.shape == (3, 2, 3)
+    assert bool((colours[:, 0].mean(1) <= colours[:, 1].mean(1)).all())  # the darker one first
+    img, dist = step_edges(colours, gen)
+    assert img.shape == (3, 3, 96, 96) and dist.shape == (3, 1, 96, 96)
+    for side, k in ((dist < -3, 0), (dist > 3, 1)):
+        want = colours[:, k, :, None, None].expand_as(img)
+        m = side.expand_as(img)
+        assert torch.allclose(img[m], want[m], atol=1e-3)
+
+
+def test_ringing_loss_sees_edge_locked_swings_not_colour_maps_or_texture() -> None:
+    """A colour map of clean edges scores ~0, texture that is not locked to the edge little, an
+    unsharp mask (the overshoot and halo of an outline) and a damped ripple along the edge much more."""
+    from vst.warp import gaussian_blur
+
+    gen = torch.Generator().manual_seed(4)
+    colours = edge_colours(torch.rand(4, 3, 16, 16, generator=gen) * 2 - 1, gen)
+    img, dist = step_edges(colours, gen)
+    texture = 0.15 * gaussian_blur(torch.randn(img.shape, generator=gen), 1.0)
+    ripple = 0.3 * torch.exp(-dist.abs() / 5) * torch.cos(dist * (torch.pi / 2))  # period 4 px, like the nets'
+    scores = {name: float(ringing_loss(out, dist)) for name, out in {
+        "colour map": torch.tanh(1.5 * img) * 0.8 + 0.1,
+        "texture": img + texture,
+        "unsharp": img + 1.5 * (img - gaussian_blur(img, 3.0)),
+        "ripple": img + ripple,
+    }.items()}  # fmt: skip
+    assert scores["colour map"] < 1e-3
+    assert scores["texture"] < 0.012
+    assert scores["unsharp"] > 3 * scores["texture"] and scores["ripple"] > 3 * scores["texture"]
+
+
 def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: type) -> None:
     from vst.train.cli import main
 
     tiny_config(tmp_path, data)
     run = tmp_path / "run"
     args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q",
-            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "loss.noise_blur=1.5",
+            "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "loss.noise_blur=1.5", "--set", "loss.ringing=5.0",
             "--set", "data.frame_size=[48, 32]"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    for key in ("shift", "noise", "flow_cycle", "temporal", "g_total"):
+    for key in ("shift", "noise", "ringing", "flow_cycle", "temporal", "g_total"):
         assert all(math.isfinite(float(r[key])) for r in rows), key
     assert float(rows[0]["shift"]) > 0 and float(rows[0]["flow_cycle"]) > 0 and float(rows[0]["noise"]) > 0
+    assert float(rows[0]["ringing"]) > 0
