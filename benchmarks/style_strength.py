@@ -14,7 +14,9 @@ carphone_pristine.mp4 and frames/sintel_market), the generator runs per frame (n
 - the pan floor and excess: on a synthetic sub-pixel pan of three of the clip's frames, the E ratio
   that a perfectly consistent output with this style's texture scores (resampling loses fine detail,
   so E(V) is not 0 for it), and the generator's E ratio over that floor (1 = no flicker beyond what
-  the metric charges any texture; ``vst.metrics.pan_consistency``).
+  the metric charges any texture; ``vst.metrics.pan_consistency``);
+- the edge ringing: how far the output swings beside a clean synthetic edge in the clip's colours,
+  in levels of 255 (outlines, halos and contour ringing; ``vst.train.evaluate.edge_ringing``).
 The painting set's descriptors are computed once per folder.
 """
 
@@ -31,7 +33,7 @@ from vst.errors import VstError
 from vst.metrics import PaintingSet, load_paintings, pan_consistency, pan_sources, style_strength, temporal_error, video_geometry
 from vst.stream.eval_cli import load_frames
 from vst.styles import load_generator, resolve_style
-from vst.train.evaluate import stylize
+from vst.train.evaluate import edge_ringing, stylize
 
 log = logging.getLogger("vst.bench.style")
 
@@ -81,18 +83,18 @@ def main_body() -> int:
             e_out, e_in = temporal_error(out, geometry).e_v, temporal_error(frames, geometry).e_v
             pan = pan_consistency(lambda f: stylize(net, f), pan_sources(frames))
             row = {"style": style_ref, "paintings": folder, "clip": clip, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
-                   "e_ratio": e_out / e_in, "e_v": e_out, "input_e_v": e_in, "pan_floor": pan.floor, "pan_excess": pan.excess,
+                   "e_ratio": e_out / e_in, "e_v": e_out, "input_e_v": e_in, "pan_floor": pan.floor, "pan_excess": pan.excess, "edge_ringing": edge_ringing(net, frames),
                    **style_strength(sets[folder], out, frames)}  # fmt: skip
             results.append(row)
             log.info("%s on %s: SWD ratio %.3f, E ratio %.2f (pan floor %.2f, excess %.2f)", style_ref, clip,
                      row["swd_ratio"], row["e_ratio"], pan.floor, pan.excess)
-    lines = ["| style | paintings | clip | SWD ratio | per level (256→16 px) | E ratio | pan floor | pan excess | artefact index |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| style | paintings | clip | SWD ratio | per level (256→16 px) | E ratio | pan floor | pan excess | artefact index | edge ringing |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         levels = " ".join(f"{x:.2f}" for x in r["swd_level_ratios"])
         lines.append(f"| {r['style']} | {Path(r['paintings']).parent.name}/{Path(r['paintings']).name} | {r['clip']} | "
                      f"{r['swd_ratio']:.3f} | {levels} | {r['e_ratio']:.2f} | {r['pan_floor']:.2f} | {r['pan_excess']:.2f} | "
-                     f"{r['periodic_artefact_index']:.2f} |")  # fmt: skip
+                     f"{r['periodic_artefact_index']:.2f} | {r['edge_ringing']:.1f} |")  # fmt: skip
     sys.stdout.write("\n".join(lines) + "\n")
     if args.json:
         write_output(args.json, json.dumps(results, indent=1))

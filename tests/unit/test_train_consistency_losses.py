@@ -146,3 +146,19 @@ def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: typ
         assert all(math.isfinite(float(r[key])) for r in rows), key
     assert float(rows[0]["shift"]) > 0 and float(rows[0]["flow_cycle"]) > 0 and float(rows[0]["noise"]) > 0
     assert float(rows[0]["ringing"]) > 0
+
+
+def test_edge_ringing_reads_levels_of_255_for_real_frames(data: type) -> None:
+    """Through vst.train.evaluate: an identity scores ~0 levels, a wide sharpening conv several (its
+    overshoot reaches 4 px from the edge; the first 2 px, where an outline may sit, are not counted)."""
+    from vst.stream.eval_cli import load_frames
+    from vst.train.evaluate import edge_ringing
+
+    frames = load_frames(str(data("videos", "bikes.mp4")), (96, 64), 4)
+    sharpen = nn.Conv2d(3, 3, 9, padding=4, padding_mode="reflect", bias=False, groups=3)
+    with torch.no_grad():
+        k = -torch.ones(9, 9) / 81
+        k[4, 4] += 2.0  # 2x the image minus its 9x9 mean
+        sharpen.weight.copy_(k.expand(3, 1, 9, 9))
+    assert edge_ringing(nn.Identity(), frames) < 0.01
+    assert edge_ringing(sharpen, frames) > 2.0
