@@ -113,7 +113,33 @@ def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE) -> 
     return a * (1 - w) + b * w, dist[:, None].to(colours.device)
 
 
-def ringing_loss(out: Tensor, dist: Tensor, inner: int = 3, outer: int = 12, far: int = 20, margin: int = 8) -> Tensor:
+def paste_edges(frames: Tensor, edges: Tensor, dist: Tensor, gen: torch.Generator, margin: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``step_edges`` squares pasted into ``frames`` (N, 3, H, W) at random columns, so that G sees
+    them among real content (on a whole synthetic image it can learn to tell them apart, and behave
+    on them only). Returns the images, the distance map (a large value outside the squares) and the
+    mask of pixels ``ringing_loss`` counts: inside a square, ``margin`` px from its borders, where
+    the pasted square's own borders and the padding act. Frames smaller than a square: the squares
+    alone, with the same margin."""
+    n, _, s, _ = edges.shape
+    h, w = frames.shape[-2:]
+    if h < s or w < s:
+        valid = torch.zeros_like(dist)
+        valid[..., margin:-margin, margin:-margin] = 1.0
+        return edges, dist, valid
+    images = frames.detach().clone()
+    full = torch.full((n, 1, h, w), 1e4, device=frames.device)
+    valid = torch.zeros((n, 1, h, w), device=frames.device)
+    for i in range(n):
+        y0 = int(torch.randint(0, h - s + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, w - s + 1, (1,), generator=gen))
+        images[i, :, y0 : y0 + s, x0 : x0 + s] = edges[i].to(frames.dtype)
+        full[i, :, y0 : y0 + s, x0 : x0 + s] = dist[i]
+        valid[i, :, y0 + margin : y0 + s - margin, x0 + margin : x0 + s - margin] = 1.0
+    return images, full, valid
+
+
+def ringing_loss(out: Tensor, dist: Tensor, valid: Tensor | None = None, inner: int = 3, outer: int = 12, far: int = 20,
+                 margin: int = 8) -> Tensor:  # fmt: skip
     """How far G's response to a clean edge swings away from its level on either side.
 
     ``out`` = G(``step_edges`` images), ``dist`` their signed distance to the edge. The output is
@@ -121,13 +147,14 @@ def ringing_loss(out: Tensor, dist: Tensor, inner: int = 3, outer: int = 12, far
     keeps what is locked to the edge: outlines, halos and the parallel bands of contour ringing.
     The loss is the mean |profile - its far level on the same side| over ``inner`` to ``outer`` px from
     the edge, the far level being the mean at ``outer`` + 1 to ``far`` px. A colour map of the input
-    scores 0; a sharpening filter or a net that rings does not. ``margin`` px at the image's borders,
-    where the padding acts, are left out.
+    scores 0; a sharpening filter or a net that rings does not. Only pixels where ``valid`` is 1 count
+    (default: all but ``margin`` px at the image's borders, where the padding acts).
     """
     n, c = out.shape[:2]
     bins = dist.round().long().clamp(-far - 1, far + 1) + far + 1  # 0 and 2 far + 2 collect the rest
-    valid = torch.zeros_like(dist)
-    valid[..., margin:-margin, margin:-margin] = 1.0
+    if valid is None:
+        valid = torch.zeros_like(dist)
+        valid[..., margin:-margin, margin:-margin] = 1.0
     nb = 2 * far + 3
     idx = bins.reshape(n, 1, -1)
     o = out.float().reshape(n, c, -1) * valid.reshape(n, 1, -1)

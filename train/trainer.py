@@ -40,7 +40,7 @@ from vst.styles import Style, file_sha256, save_style
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .lk_flow import flow_cycle_loss
-from .losses import ImagePool, edge_colours, gan_loss, noise_loss, ringing_loss, sensor_noise, shift_loss, step_edges, temporal_loss
+from .losses import ImagePool, edge_colours, gan_loss, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges, temporal_loss
 
 log = logging.getLogger("vst.train")
 
@@ -559,7 +559,8 @@ class CycleGANTrainer(TrainerBase):
                 losses["noise"] = noise_loss(self.g_ab, real_a, fake_b, noise)
             if lc.ringing > 0:
                 edges, dist = step_edges(edge_colours(real_a.cpu(), self.gen), self.gen)
-                losses["ringing"] = ringing_loss(self.g_ab(edges.to(real_a.device)), dist.to(real_a.device))
+                pasted, dist, valid = paste_edges(real_a, edges.to(real_a.device), dist.to(real_a.device), self.gen)
+                losses["ringing"] = ringing_loss(self.g_ab(pasted), dist, valid)
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
         if use_fc:

@@ -14,7 +14,7 @@ import torch
 from tiny_train import flow_cache_in_tmp, tiny_config  # noqa: F401  (an autouse fixture)
 from torch import nn
 from vst.train.lk_flow import flow_cycle_loss, lucas_kanade
-from vst.train.losses import edge_colours, noise_loss, ringing_loss, sensor_noise, shift_loss, step_edges
+from vst.train.losses import edge_colours, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges
 
 from vst.flow import read_flo
 
@@ -130,6 +130,21 @@ def test_ringing_loss_sees_edge_locked_swings_not_colour_maps_or_texture() -> No
     assert scores["unsharp"] > 3 * scores["texture"] and scores["ripple"] > 3 * scores["texture"]
 
 
+def test_pasted_edges_keep_the_frame_around_them_and_count_only_inside() -> None:
+    gen = torch.Generator().manual_seed(5)
+    frames = torch.rand(2, 3, 100, 150, generator=gen) * 2 - 1
+    edges, dist = step_edges(edge_colours(frames, gen), gen)
+    images, full, valid = paste_edges(frames, edges, dist, gen)
+    inside = full < 1e3
+    assert int(inside.sum()) == 2 * 96 * 96 and int(valid.sum()) == 2 * 80 * 80
+    assert bool((valid <= inside.float()).all())
+    assert torch.equal(images[~inside.expand_as(images)], frames[~inside.expand_as(frames)])
+    assert float(ringing_loss(images, full, valid)) < 1e-5  # the pasted edges themselves do not ring
+    small = frames[..., :64, :64]  # smaller than a square: the squares alone
+    alone, d2, v2 = paste_edges(small, edges, dist, gen)
+    assert alone.shape == edges.shape and torch.equal(d2, dist) and int(v2.sum()) == 2 * 80 * 80
+
+
 def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: type) -> None:
     from vst.train.cli import main
 
@@ -149,12 +164,12 @@ def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: typ
 
 
 def test_edge_ringing_reads_levels_of_255_for_real_frames(data: type) -> None:
-    """Through vst.train.evaluate: an identity scores ~0 levels, a wide sharpening conv several (its
+    """Through vst.train.evaluate, edges pasted into real frames: an identity scores ~0 levels, a wide sharpening conv several (its
     overshoot reaches 4 px from the edge; the first 2 px, where an outline may sit, are not counted)."""
     from vst.stream.eval_cli import load_frames
     from vst.train.evaluate import edge_ringing
 
-    frames = load_frames(str(data("videos", "bikes.mp4")), (96, 64), 4)
+    frames = load_frames(str(data("videos", "bikes.mp4")), (192, 108), 4)  # the edges are pasted into them
     sharpen = nn.Conv2d(3, 3, 9, padding=4, padding_mode="reflect", bias=False, groups=3)
     with torch.no_grad():
         k = -torch.ones(9, 9) / 81
