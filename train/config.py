@@ -128,6 +128,8 @@ class LossConfig:
     frames' colours, averaged along the edge, L1 against its own level a little further away on the
     same side. It penalises what is locked to edges (outlines, halos, the parallel bands of contour
     ringing), not texture, which the averaging removes (0 = off)."""
+    ringing_blur: float = 1.0
+    """Largest blur σ (px) of those edges (at least 0.3); the edges of upscaled video are softer."""
     flow_cycle: float = 0.0
     """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
     reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the
@@ -298,6 +300,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise ConfigError(f"{p}: invalid TOML: {e}") from None
     for text in overrides:
         cfg = apply(cfg, parse_override(text))
+    if cfg.loss.ringing_blur < 0.3:
+        raise ConfigError(f"loss.ringing_blur must be at least 0.3 px, got {cfg.loss.ringing_blur}")
     if not 0.0 <= cfg.optim.ema < 1.0:
         raise ConfigError(f"optim.ema must be in [0, 1) (0 = off), got {cfg.optim.ema}")
     return cfg

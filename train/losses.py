@@ -95,22 +95,27 @@ def edge_colours(x: Tensor, gen: torch.Generator, samples: int = 8) -> Tensor:
     return torch.stack((dark, bright), 1)
 
 
-def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE) -> tuple[Tensor, Tensor]:
-    """Straight edges between two flat colours at random angles and offsets, blurred by σ 0.3-1 px.
+def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE, max_sigma: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Straight edges between two flat colours at random angles and offsets, blurred by σ 0.3 to
+    ``max_sigma`` px (soft edges, like those of upscaled video, ring too).
 
     colours: (N, 2, 3) in [-1, 1]. Returns the images (N, 3, size, size) and each pixel's signed
-    distance to the edge (N, 1, size, size) in px (negative on the first colour's side).
+    distance (N, 1, size, size) in px (negative on the first colour's side) to the edge, or, for a
+    blur σ above 1 px, to the edge's transition, 2(σ - 1) px wider on each side (so that the blurred
+    step itself stays out of ``ringing_loss``'s near zone).
     """
     n = colours.shape[0]
     angle = torch.rand(n, generator=gen) * (2 * torch.pi)
     offset = (torch.rand(n, generator=gen) - 0.5) * (0.2 * size)
-    sigma = 0.3 + 0.7 * torch.rand(n, generator=gen)
+    sigma = 0.3 + (max_sigma - 0.3) * torch.rand(n, generator=gen)
     r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     ys, xs = torch.meshgrid(r, r, indexing="ij")
     dist = xs * angle.cos()[:, None, None] + ys * angle.sin()[:, None, None] - offset[:, None, None]
     w = 0.5 * (1 + torch.erf(dist / (sigma[:, None, None] * 2**0.5)))[:, None].to(colours.device)
     a, b = colours[:, 0, :, None, None], colours[:, 1, :, None, None]
-    return a * (1 - w) + b * w, dist[:, None].to(colours.device)
+    zone = (2 * (sigma - 1)).clamp_min(0)[:, None, None]
+    beyond = dist.sign() * (dist.abs() - zone).clamp_min(0)
+    return a * (1 - w) + b * w, beyond[:, None].to(colours.device)
 
 
 def paste_edges(frames: Tensor, edges: Tensor, dist: Tensor, gen: torch.Generator, margin: int = 8) -> tuple[Tensor, Tensor, Tensor]:

@@ -558,7 +558,7 @@ class CycleGANTrainer(TrainerBase):
                 noise = sensor_noise(tuple(real_a.shape), lc.noise_sigma, lc.noise_blur, self.gen).to(real_a.device)
                 losses["noise"] = noise_loss(self.g_ab, real_a, fake_b, noise)
             if lc.ringing > 0:
-                edges, dist = step_edges(edge_colours(real_a.cpu(), self.gen), self.gen)
+                edges, dist = step_edges(edge_colours(real_a.cpu(), self.gen), self.gen, max_sigma=lc.ringing_blur)
                 pasted, dist, valid = paste_edges(real_a, edges.to(real_a.device), dist.to(real_a.device), self.gen)
                 losses["ringing"] = ringing_loss(self.g_ab(pasted), dist, valid)
         if use_t:

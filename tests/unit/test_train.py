@@ -380,6 +380,8 @@ def test_weight_average_follows_the_run_without_changing_it(tmp_path: Path, data
     for bad in ("1.0", "-0.1"):
         with pytest.raises(ConfigError, match="optim.ema"):
             load_config(tmp_path / "tiny.toml", [f"optim.ema={bad}"])
+    with pytest.raises(ConfigError, match="loss.ringing_blur"):
+        load_config(tmp_path / "tiny.toml", ["loss.ringing_blur=0.1"])
     a = DomainA(cfg.data.a_sources, (32, 24), long_gap=3)
     b = ImageFolder(Path(cfg.data.b_dir), 36, 32)
     plain = CycleGANTrainer(cfg, tmp_path / "plain", a, b)

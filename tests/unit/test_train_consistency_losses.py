@@ -126,6 +126,9 @@ def test_ringing_loss_sees_edge_locked_swings_not_colour_maps_or_texture() -> No
         "ripple": img + ripple,
     }.items()}  # fmt: skip
     assert scores["colour map"] < 1e-3
+    soft, soft_dist = step_edges(colours, gen, max_sigma=3.0)  # soft edges: the distance starts past the blur
+    assert float(ringing_loss(torch.tanh(1.5 * soft), soft_dist)) < 2e-3
+    assert float(soft_dist.abs().min()) == 0.0 and float((soft_dist == 0).float().mean()) > 0.02
     assert scores["texture"] < 0.012
     assert scores["unsharp"] > 3 * scores["texture"] and scores["ripple"] > 3 * scores["texture"]
 
