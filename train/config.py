@@ -124,8 +124,8 @@ class LossConfig:
     """Gaussian blur σ (px) of that noise before it is rescaled to ``noise_sigma``: 0 = independent per
     pixel; a few px = the spatially correlated noise of upscaled, block-compressed video."""
     ringing: float = 0.0
-    """Edge-response weight (``vst.train.losses.ringing_loss``): G on synthetic clean edges, in the
-    frames' colours, averaged along the edge, L1 against its own level a little further away on the
+    """Edge-response weight (``vst.train.losses.ringing_loss``): G on a synthetic clean edge in the
+    frame's colours, pasted into the frame, averaged along the edge, L1 against its own level a little further away on the
     same side. It penalises what is locked to edges (outlines, halos, the parallel bands of contour
     ringing), not texture, which the averaging removes (0 = off)."""
     ringing_blur: float = 1.0

@@ -119,7 +119,7 @@ def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE, max
 
 
 def paste_edges(frames: Tensor, edges: Tensor, dist: Tensor, gen: torch.Generator, margin: int = 8) -> tuple[Tensor, Tensor, Tensor]:
-    """The ``step_edges`` squares pasted into ``frames`` (N, 3, H, W) at random columns, so that G sees
+    """The ``step_edges`` squares pasted into ``frames`` (N, 3, H, W) at random places, so that G sees
     them among real content (on a whole synthetic image it can learn to tell them apart, and behave
     on them only). Returns the images, the distance map (a large value outside the squares) and the
     mask of pixels ``ringing_loss`` counts: inside a square, ``margin`` px from its borders, where
