@@ -15,7 +15,7 @@ carphone_pristine.mp4 and frames/sintel_market), the generator runs per frame (n
   that a perfectly consistent output with this style's texture scores (resampling loses fine detail,
   so E(V) is not 0 for it), and the generator's E ratio over that floor (1 = no flicker beyond what
   the metric charges any texture; ``vst.metrics.pan_consistency``);
-- the edge ringing: how far the output swings beside a clean synthetic edge in the clip's colours,
+- the edge ringing: how far the output swings beside clean synthetic edges in the clip's colours, pasted into its frames,
   in levels of 255 (outlines, halos and contour ringing; ``vst.train.evaluate.edge_ringing``).
 The painting set's descriptors are computed once per folder.
 """

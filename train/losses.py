@@ -118,6 +118,13 @@ def step_edges(colours: Tensor, gen: torch.Generator, size: int = EDGE_SIZE, max
     return a * (1 - w) + b * w, beyond[:, None].to(colours.device)
 
 
+def _inside_margin(like: Tensor, margin: int) -> Tensor:
+    """A mask shaped like ``like``: 1 except ``margin`` px at the borders, where the padding acts."""
+    mask = torch.zeros_like(like)
+    mask[..., margin:-margin, margin:-margin] = 1.0
+    return mask
+
+
 def paste_edges(frames: Tensor, edges: Tensor, dist: Tensor, gen: torch.Generator, margin: int = 8) -> tuple[Tensor, Tensor, Tensor]:
     """The ``step_edges`` squares pasted into ``frames`` (N, 3, H, W) at random places, so that G sees
     them among real content (on a whole synthetic image it can learn to tell them apart, and behave
@@ -128,9 +135,7 @@ def paste_edges(frames: Tensor, edges: Tensor, dist: Tensor, gen: torch.Generato
     n, _, s, _ = edges.shape
     h, w = frames.shape[-2:]
     if h < s or w < s:
-        valid = torch.zeros_like(dist)
-        valid[..., margin:-margin, margin:-margin] = 1.0
-        return edges, dist, valid
+        return edges, dist, _inside_margin(dist, margin)
     images = frames.detach().clone()
     full = torch.full((n, 1, h, w), 1e4, device=frames.device)
     valid = torch.zeros((n, 1, h, w), device=frames.device)
@@ -158,8 +163,7 @@ def ringing_loss(out: Tensor, dist: Tensor, valid: Tensor | None = None, inner: 
     n, c = out.shape[:2]
     bins = dist.round().long().clamp(-far - 1, far + 1) + far + 1  # 0 and 2 far + 2 collect the rest
     if valid is None:
-        valid = torch.zeros_like(dist)
-        valid[..., margin:-margin, margin:-margin] = 1.0
+        valid = _inside_margin(dist, margin)
     nb = 2 * far + 3
     idx = bins.reshape(n, 1, -1)
     o = out.float().reshape(n, c, -1) * valid.reshape(n, 1, -1)
