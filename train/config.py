@@ -130,6 +130,10 @@ class LossConfig:
     ringing), not texture, which the averaging removes (0 = off)."""
     ringing_blur: float = 1.0
     """Largest blur σ (px) of those edges (at least 0.3); the edges of upscaled video are softer."""
+    texture: float = 0.0
+    """Texture weight (``vst.train.losses.texture_loss``): sliced Wasserstein distance between 7x7
+    neighbourhoods of the output's three finest Laplacian bands and the paintings' (0 = off). The
+    GAN losses leave the output smoother than a painting at the finest scales."""
     flow_cycle: float = 0.0
     """The thesis's flow-cycle loss weight (its section 5.3): L1, in pixels, between the flow of the
     reconstructions F(G(x_t)), F(G(x_{t-1})) and the input frames' flow, both by the

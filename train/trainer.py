@@ -40,7 +40,7 @@ from vst.styles import Style, file_sha256, save_style
 from .config import CHECKPOINT, TrainConfig, dump_toml
 from .data import DataError, DomainA, ImageFolder, PairBatch, list_images
 from .lk_flow import flow_cycle_loss
-from .losses import ImagePool, edge_colours, gan_loss, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges, temporal_loss
+from .losses import ImagePool, edge_colours, gan_loss, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges, temporal_loss, texture_loss
 
 log = logging.getLogger("vst.train")
 
@@ -561,6 +561,8 @@ class CycleGANTrainer(TrainerBase):
                 edges, dist = step_edges(edge_colours(real_a.cpu(), self.gen), self.gen, max_sigma=lc.ringing_blur)
                 pasted, dist, valid = paste_edges(real_a, edges.to(real_a.device), dist.to(real_a.device), self.gen)
                 losses["ringing"] = ringing_loss(self.g_ab(pasted), dist, valid)
+            if lc.texture > 0:
+                losses["texture"] = texture_loss(fake_b, real_b, self.gen)
         if use_t:
             losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
         if use_fc:
@@ -571,7 +573,7 @@ class CycleGANTrainer(TrainerBase):
             "g_gan_b": lc.gan, "g_gan_a": lc.gan, "g_gan_fine": lc.gan_fine, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,
             "temporal": lc.temporal, "long_term": lc.long_term, "shift": lc.shift,
-            "noise": lc.noise, "ringing": lc.ringing, "flow_cycle": lc.flow_cycle,
+            "noise": lc.noise, "ringing": lc.ringing, "texture": lc.texture, "flow_cycle": lc.flow_cycle,
         }  # fmt: skip
         loss_g = sum(weights[k] * v for k, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)

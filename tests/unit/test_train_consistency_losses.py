@@ -14,7 +14,7 @@ import torch
 from tiny_train import flow_cache_in_tmp, tiny_config  # noqa: F401  (an autouse fixture)
 from torch import nn
 from vst.train.lk_flow import flow_cycle_loss, lucas_kanade
-from vst.train.losses import edge_colours, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges
+from vst.train.losses import edge_colours, noise_loss, paste_edges, ringing_loss, sensor_noise, shift_loss, step_edges, texture_loss
 
 from vst.flow import read_flo
 
@@ -148,6 +148,32 @@ def test_pasted_edges_keep_the_frame_around_them_and_count_only_inside() -> None
     assert alone.shape == edges.shape and torch.equal(d2, dist) and int(v2.sum()) == 2 * 80 * 80
 
 
+def _paintings(data: type, count: int, size: int = 128) -> torch.Tensor:
+    files = sorted(data("paintings", "monet", "trainA").glob("*.jpg"))[:count]
+    rgb = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    small = [cv2.resize(x, (143, 143), interpolation=cv2.INTER_AREA)[:size, :size] for x in rgb]
+    return torch.stack([torch.from_numpy(x).float().permute(2, 0, 1) / 127.5 - 1 for x in small])
+
+
+def test_texture_loss_is_lowest_for_other_paintings_and_rises_for_blur_and_noise(data: type) -> None:
+    """Paintings against other paintings score least; the same paintings blurred (the smooth
+    output the loss is for) or sprinkled with pixel noise score more, and the loss has gradients."""
+    from vst.warp import gaussian_blur
+
+    p = _paintings(data, 16)
+    ref, other = p[:8], p[8:]
+
+    def score(x: torch.Tensor) -> float:
+        return float(np.mean([float(texture_loss(x, ref, torch.Generator().manual_seed(s))) for s in range(3)]))
+
+    base = score(other)
+    assert score(gaussian_blur(other, 1.0)) > 1.5 * base
+    assert score(other + 0.15 * torch.randn(other.shape, generator=torch.Generator().manual_seed(1))) > 1.3 * base
+    x = gaussian_blur(other[:2], 1.0).requires_grad_(True)
+    texture_loss(x, ref, torch.Generator().manual_seed(0)).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
 def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: type) -> None:
     from vst.train.cli import main
 
@@ -155,15 +181,16 @@ def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: typ
     run = tmp_path / "run"
     args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q",
             "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "loss.noise_blur=1.5", "--set", "loss.ringing=5.0",
+            "--set", "loss.texture=5.0",
             "--set", "data.frame_size=[48, 32]"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    for key in ("shift", "noise", "ringing", "flow_cycle", "temporal", "g_total"):
+    for key in ("shift", "noise", "ringing", "texture", "flow_cycle", "temporal", "g_total"):
         assert all(math.isfinite(float(r[key])) for r in rows), key
     assert float(rows[0]["shift"]) > 0 and float(rows[0]["flow_cycle"]) > 0 and float(rows[0]["noise"]) > 0
-    assert float(rows[0]["ringing"]) > 0
+    assert float(rows[0]["ringing"]) > 0 and float(rows[0]["texture"]) > 0
 
 
 def test_edge_ringing_reads_levels_of_255_for_real_frames(data: type) -> None:
