@@ -306,6 +306,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         cfg = apply(cfg, parse_override(text))
     if cfg.loss.ringing_blur < 0.3:
         raise ConfigError(f"loss.ringing_blur must be at least 0.3 px, got {cfg.loss.ringing_blur}")
+    if cfg.loss.texture > 0 and min(*cfg.data.frame_size, cfg.data.b_crop) < 28:
+        raise ConfigError("loss.texture needs frames and painting crops of at least 28 px (its third band must hold a 7x7 patch)")
     if not 0.0 <= cfg.optim.ema < 1.0:
         raise ConfigError(f"optim.ema must be in [0, 1) (0 = off), got {cfg.optim.ema}")
     return cfg

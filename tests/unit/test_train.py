@@ -140,6 +140,9 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_config(None, ["model.antialias=true"]).generator_spec()  # the reference layout: transposed, zero-padded
     with pytest.raises(ConfigError, match="loss.ringing_blur"):
         load_config(None, ["loss.ringing_blur=0.1"])
+    with pytest.raises(ConfigError, match="loss.texture needs"):
+        load_config(None, ["loss.texture=5.0", "data.frame_size=[24, 16]"])
+    assert load_config(None, ["loss.texture=5.0", "data.frame_size=[48, 32]"]).loss.texture == 5.0
 
 
 # ------------------------------------------------------------------------------ training runs
