@@ -90,6 +90,10 @@ class ModelConfig:
     """Blur before each stride-2 conv and after each upsampling (``vst.models.BlurPad``; needs pad
     'reflect' and upsample 'resize' or 'bilinear'): content moved by 1-3 px is repainted less (by a
     third, trained; docs/training.md, "Session 11"). Adds no weights: a net without it can warm-start one."""
+    skip: bool = False
+    """Compact generator only: add the full-resolution stem's features (1x1 conv, zero at the start)
+    before the output conv, room for pixel-scale detail (``vst.models.CompactGenerator``). A net
+    without it warm-starts one unchanged."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ class LossConfig:
     """γ: short-term temporal loss weight (0 = plain CycleGAN)."""
     long_term: float = 10.0
     """Long-term (frames ``long_gap`` apart) temporal loss weight."""
+    temporal_slack: float = 0.0
+    """Both temporal losses charge each pixel's output change only beyond this many times the
+    input's own change there (``vst.train.losses.temporal_loss``): room for fine detail where the
+    input has it, full charge where it is smooth (0 = the thesis's loss, which charges all of it)."""
     shift: float = 0.0
     """Shift-equivariance L1 weight: G(crop of x shifted by 1-3 px) against the same crop of G(x).
     The stride-2 encoder makes G depend on the pixel grid's phase, which paints a grid-locked
@@ -223,6 +231,10 @@ class TrainConfig:
         layout: dict[str, Any] = {k: v for k, v in (("upsample", m.upsample), ("pad", m.pad)) if v not in ("transpose", "zeros")}
         if m.antialias:
             layout["antialias"] = True
+        if m.skip:
+            if arch != "compact":
+                raise ConfigError("model.skip is for the compact generator (model.arch = 'compact')")
+            layout["skip"] = True
         if arch == "resnet":
             return GeneratorSpec("resnet", {"ngf": width, "n_blocks": blocks, "affine": m.affine, **layout})
         if arch == "compact":
@@ -306,6 +318,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         cfg = apply(cfg, parse_override(text))
     if cfg.loss.ringing_blur < 0.3:
         raise ConfigError(f"loss.ringing_blur must be at least 0.3 px, got {cfg.loss.ringing_blur}")
+    if cfg.loss.temporal_slack < 0:
+        raise ConfigError(f"loss.temporal_slack must be 0 (off) or positive, got {cfg.loss.temporal_slack}")
     if cfg.loss.texture > 0 and min(*cfg.data.frame_size, cfg.data.b_crop) < 28:
         raise ConfigError("loss.texture needs frames and painting crops of at least 28 px (its third band must hold a 7x7 patch)")
     if not 0.0 <= cfg.optim.ema < 1.0:

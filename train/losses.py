@@ -35,16 +35,30 @@ def gan_loss(pred: Tensor, real: bool, mode: str, for_d: bool) -> Tensor:
     return F.relu(1.0 - p).mean() if real else F.relu(1.0 + p).mean()
 
 
-def temporal_loss(out_cur: Tensor, out_earlier: Tensor, flow: Tensor, mask: Tensor) -> Tensor:
+def temporal_loss(out_cur: Tensor, out_earlier: Tensor, flow: Tensor, mask: Tensor,
+                  slack: float = 0.0, in_cur: Tensor | None = None, in_earlier: Tensor | None = None) -> Tensor:
     """Masked squared error between G(x_t) and G(x_{t-k}) warped onto frame t.
 
     flow: t -> t-k (where each pixel of frame t is found in frame t-k); mask: 1 where that pixel is
     visible in both frames. Averaged over the valid pixels and channels, so it does not shrink when
     much of the frame is occluded; 0 when nothing is valid.
+
+    With ``slack`` > 0 each pixel's output change is charged only beyond ``slack`` times the input's
+    own change there, |x_t - warp(x_{t-k})| (``in_cur``, ``in_earlier``): E(V) is judged against the
+    input's own E(V), and warping resamples fine detail, so a sharp input's edges and texture
+    "change" by their resampling error. The plain loss charges that to the output too, and the
+    cheapest answer is to blur every fine detail away; the slack leaves the output as much room as
+    the input has, and keeps the full charge where the input is smooth and still.
     """
     warped = backward_warp(out_earlier.float(), flow.float())
     m = mask.float()
-    err = (out_cur.float() - warped).square() * m
+    diff = out_cur.float() - warped
+    if slack > 0:
+        if in_cur is None or in_earlier is None:
+            raise ValueError("temporal_loss with slack needs the input frames")
+        allowed = slack * (in_cur.float() - backward_warp(in_earlier.float(), flow.float())).abs()
+        diff = F.relu(diff.abs() - allowed)
+    err = diff.square() * m
     return err.sum() / (m.sum() * out_cur.shape[1]).clamp_min(1.0)
 
 

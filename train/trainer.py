@@ -329,7 +329,12 @@ class TrainerBase:
             if is_style:
                 # A style file (fp16 generator weights only, as committed): the style's generator
                 # continues, the inverse generator and the discriminators start fresh.
-                self.g_ab.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+                missing, unexpected = self.g_ab.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+                neutral = getattr(self.g_ab, "NEUTRAL_KEYS", ())
+                if unexpected or set(missing) - set(neutral):
+                    raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
+                if missing:  # e.g. a compact net without model.skip: the new weights start at zero
+                    log.info("the style has no %s; they start at zero", ", ".join(missing))
                 log.info("g_ab initialised from the style %s; the other networks start fresh", path)
             else:
                 for name in self.net_names:
@@ -564,11 +569,12 @@ class CycleGANTrainer(TrainerBase):
             if lc.texture > 0:
                 losses["texture"] = texture_loss(fake_b, real_b, self.gen)
         if use_t:
-            losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask)
+            losses["temporal"] = temporal_loss(fake_b, outs[1], batch_a.flow, batch_a.mask, lc.temporal_slack, real_a, batch_a.prev)
         if use_fc:
             losses["flow_cycle"] = flow_cycle_loss(rec_a, recs[1], real_a, batch_a.prev, batch_a.mask)
         if use_long:
-            losses["long_term"] = temporal_loss(fake_b, outs[-1], batch_a.far_flow, batch_a.far_mask)  # type: ignore[arg-type]
+            losses["long_term"] = temporal_loss(fake_b, outs[-1], batch_a.far_flow, batch_a.far_mask,  # type: ignore[arg-type]
+                                                lc.temporal_slack, real_a, batch_a.far)
         weights = {
             "g_gan_b": lc.gan, "g_gan_a": lc.gan, "g_gan_fine": lc.gan_fine, "cycle_a": lc.cycle, "cycle_b": lc.cycle,
             "idt_b": lc.cycle * lc.identity, "idt_a": lc.cycle * lc.identity,

@@ -154,7 +154,15 @@ class CompactGenerator(nn.Module):
     ``antialias`` blurs before each stride-2 conv and after each upsampling (``BlurPad``): the same
     weights, and a net that repaints 1-3 px moves about a third less once trained with them (3-tap
     blurs bound the aliasing the ReLUs bring back; docs/training.md, "Session 11").
+    ``skip`` adds the full-resolution stem's features, through a 1x1 conv, to the last upsampling's
+    before the output conv: everything else runs at 1/4 resolution and comes back through two
+    upsamplings, so without it the net has little to paint pixel-scale detail from. The 1x1 conv
+    starts at zero (``NEUTRAL_KEYS``), so a net without it continues unchanged (docs/training.md,
+    "Session 15").
     """
+
+    NEUTRAL_KEYS = ("skip.weight", "skip.bias")
+    """Weights that a file of the same net without ``skip`` lacks, and that start at zero."""
 
     def __init__(
         self,
@@ -164,6 +172,7 @@ class CompactGenerator(nn.Module):
         upsample: Upsample = "transpose",
         pad: Pad = "zeros",
         antialias: bool = False,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         check_layout(upsample, pad, antialias)
@@ -179,9 +188,18 @@ class CompactGenerator(nn.Module):
             *_up(w2, w1, upsample, pad, antialias), _norm(w1, affine), nn.ReLU(True),
             nn.ReflectionPad2d(1), nn.Conv2d(w1, 3, 3), nn.Tanh(),
         )  # fmt: skip
+        self.skip: nn.Conv2d | None = None
+        if skip:
+            self.skip = nn.Conv2d(w1, w1, 1)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.blocks(self.down(x)))
+        if self.skip is None:
+            return self.up(self.blocks(self.down(x)))
+        stem = self.down[:4](x)  # pad, conv, norm, ReLU: the full-resolution features
+        u = self.up[:-3](self.blocks(self.down[4:](stem)))
+        return self.up[-3:](u + self.skip(stem))  # pad, output conv, tanh
 
 
 class _JohnsonResidual(nn.Module):
@@ -282,6 +300,8 @@ def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) ->
     """The reference's 'normal' init: conv weights ~ N(0, gain), affine norm weights ~ N(1, gain)."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     for m in net.modules():
+        if m is getattr(net, "skip", None):  # starts at zero (CompactGenerator.NEUTRAL_KEYS)
+            continue
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             # A spectral-normalised conv computes .weight; its stored tensor is the original.
             weight = m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight

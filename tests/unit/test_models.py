@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vst.models import CompactGenerator, JohnsonGenerator, PatchDiscriminator, ResnetGenerator, count_macs
+from vst.models import CompactGenerator, JohnsonGenerator, PatchDiscriminator, ResnetGenerator, count_macs, init_weights
 
 
 def reference_layout(ngf: int, n_blocks: int) -> dict[str, tuple[int, ...]]:
@@ -180,6 +180,23 @@ def test_antialias_keeps_the_weights_the_budget_and_the_layout_rules() -> None:
     with pytest.raises(ValueError, match="antialias"):
         CompactGenerator(pad="reflect", antialias=True)  # transposed convs
     ResnetGenerator(8, 1, **ARTEFACT_FREE, antialias=True)
+
+
+def test_skip_starts_neutral_and_stays_in_the_budget() -> None:
+    """``skip`` adds only a zero-initialised 1x1 conv: a net without it loads into one and gives the
+    same frames; once its weights move, the full-resolution features reach the output."""
+    plain, skip = CompactGenerator(**ARTEFACT_FREE, antialias=True), CompactGenerator(**ARTEFACT_FREE, antialias=True, skip=True)
+    init_weights(plain, gain=0.2, seed=0)
+    init_weights(skip, seed=1)
+    missing, unexpected = skip.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == sorted(CompactGenerator.NEUTRAL_KEYS) and not unexpected
+    x = torch.rand(1, 3, 36, 52) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(skip.eval()(x), plain.eval()(x))
+        skip.skip.weight.normal_(0.0, 0.3)
+        assert float((skip(x) - plain(x)).abs().max()) > 1e-2
+    assert count_macs(plain, 360, 640) < count_macs(skip, 360, 640) < count_macs(plain, 360, 640) + 0.1e9
+    assert count_macs(skip, 360, 640) <= 10e9
 
 
 def test_the_blurs_bring_the_bundled_monet_closer_to_shift_equivariance() -> None:

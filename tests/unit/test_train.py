@@ -61,6 +61,29 @@ def test_temporal_loss_gradient_reaches_both_frames() -> None:
     assert a.grad is not None and b.grad is not None and float(a.grad.abs().sum()) > 0 and float(b.grad.abs().sum()) > 0
 
 
+def test_temporal_slack_charges_only_change_beyond_the_inputs_own() -> None:
+    earlier, flow = _smooth_pair()
+    mask = torch.ones(2, 1, 24, 32)
+    gen = torch.Generator().manual_seed(2)
+    # The input changes on the left half only (the resampling error of detail, say); the output's
+    # change is the input's there (allowed with slack 1) and the same size on the still right half.
+    in_cur = backward_warp(earlier, flow)
+    in_change = torch.zeros_like(in_cur)
+    in_change[..., :16] = 0.1 * torch.randn(in_cur[..., :16].shape, generator=gen)
+    out_earlier = 0.5 * earlier
+    out_cur = backward_warp(out_earlier, flow) + in_change
+    plain = float(temporal_loss(out_cur, out_earlier, flow, mask))
+    slack = float(temporal_loss(out_cur, out_earlier, flow, mask, 1.0, in_cur + in_change, earlier))
+    assert plain > 1e-3
+    assert slack < 1e-3 * plain  # all the change lies where (and as far as) the input changed
+    # The same change where the input is still is charged in full.
+    moved = torch.roll(in_change, 16, dims=-1)
+    still = float(temporal_loss(backward_warp(out_earlier, flow) + moved, out_earlier, flow, mask, 1.0, in_cur + in_change, earlier))
+    assert still > 0.5 * plain
+    with pytest.raises(ValueError, match="input frames"):
+        temporal_loss(out_cur, out_earlier, flow, mask, 1.0)
+
+
 def test_edge_loss_sees_edges_not_offsets() -> None:
     x = torch.rand(1, 3, 16, 16)
     assert float(edge_loss(x + 0.3, x)) == pytest.approx(0.0, abs=1e-6)
@@ -140,6 +163,12 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_config(None, ["model.antialias=true"]).generator_spec()  # the reference layout: transposed, zero-padded
     with pytest.raises(ConfigError, match="loss.ringing_blur"):
         load_config(None, ["loss.ringing_blur=0.1"])
+    assert load_config("fast_cpu", ["model.skip=true"]).generator_spec().kwargs["skip"] is True
+    assert "skip" not in load_config("fast_cpu").generator_spec().kwargs
+    with pytest.raises(ConfigError, match="model.skip"):
+        load_config(None, ["model.skip=true"]).generator_spec()  # the ResNet generator has no such option
+    with pytest.raises(ConfigError, match="loss.temporal_slack"):
+        load_config(None, ["loss.temporal_slack=-1.0"])
     with pytest.raises(ConfigError, match="loss.texture needs"):
         load_config(None, ["loss.texture=5.0", "data.frame_size=[24, 16]"])
     assert load_config(None, ["loss.texture=5.0", "data.frame_size=[48, 32]"]).loss.texture == 5.0
@@ -267,11 +296,11 @@ def test_fast_recipe_options_train_and_export_their_layout(tmp_path: Path, data:
     assert any(isinstance(m, torch.nn.Upsample) for m in net.modules())
 
 
-@pytest.mark.parametrize("antialias", [False, True])
-def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path, antialias: bool) -> None:
+@pytest.mark.parametrize("extra", [{}, {"antialias": True}, {"antialias": True, "skip": True}])
+def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path, extra: dict[str, bool]) -> None:
     """The bundled styles' layout (bilinear resize-conv), with and without the anti-aliasing blurs
-    (reflect Pad + depthwise Conv), goes through the ONNX export the CPU and TensorRT backends
-    consume (a Resize op) and matches torch."""
+    (reflect Pad + depthwise Conv) and the full-resolution skip, goes through the ONNX export the CPU
+    and TensorRT backends consume (a Resize op) and matches torch."""
     import numpy as np
     from vst.stream.engine import make_engine
 
@@ -279,8 +308,11 @@ def test_bilinear_layout_exports_and_runs_in_onnxruntime(tmp_path: Path, antiali
     from vst.styles import save_style
 
     kwargs = {"width": 8, "n_blocks": 1, "affine": True, "upsample": "bilinear", "pad": "reflect"}
-    spec = GeneratorSpec("compact", {**kwargs, "antialias": True} if antialias else kwargs)
-    style = save_style(tmp_path, "bl", init_weights(build_generator(spec), gain=0.2, seed=0), spec, {})
+    spec = GeneratorSpec("compact", {**kwargs, **extra})
+    net = init_weights(build_generator(spec), gain=0.2, seed=0)
+    if extra.get("skip"):
+        torch.nn.init.normal_(net.skip.weight, 0.0, 0.3)  # it starts at zero: make it count
+    style = save_style(tmp_path, "bl", net, spec, {})
     # 72x128: at or above the ONNX path's 64 px minimum, whose padding (issue 10) would change
     # every pixel through instance norm below it.
     frame = np.random.default_rng(0).integers(0, 256, (72, 128, 3), np.uint8)
@@ -317,6 +349,22 @@ def test_init_from_a_committed_style_file(tmp_path: Path, data: type) -> None:
     assert card["initialised_from_sha256"] == file_sha256(style.weights)  # what vst.train.soup matches on
     dst.train_step(*dst.sample_batch())
     assert dst.step == 1
+
+    # model.skip adds weights a style without them lacks: they start at zero, so the net continues
+    # unchanged; a file of another width is still refused.
+    skip = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["model.skip=true"]), tmp_path / "skip", a, b)
+    skip.init_from(style.weights)
+    x = torch.rand(1, 3, 24, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(skip.g_ab(x), load_generator(style).float()(x), atol=1e-5)
+    assert float(skip.g_ab.skip.weight.detach().abs().sum()) == 0.0
+    skip.train_step(*skip.sample_batch())
+    assert float(skip.g_ab.skip.weight.detach().abs().sum()) > 0  # and it learns
+    wide = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["model.width=6"]), tmp_path / "wide", a, b)
+    from vst.train.trainer import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not match"):
+        wide.init_from(style.weights)
 
     # A resumed run's cards still name its start (session 10 found them blank after --resume).
     resumed = CycleGANTrainer(load_config(tmp_path / "tiny.toml", ["run.seed=5"]), tmp_path / "dst2", a, b)

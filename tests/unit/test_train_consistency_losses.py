@@ -181,7 +181,7 @@ def test_trainer_runs_with_shift_and_flow_cycle_losses(tmp_path: Path, data: typ
     run = tmp_path / "run"
     args = ["--config", str(tmp_path / "tiny.toml"), "--run", str(run), "--no-progress", "-q",
             "--set", "loss.shift=10.0", "--set", "loss.flow_cycle=2.0", "--set", "loss.noise=10.0", "--set", "loss.noise_blur=1.5", "--set", "loss.ringing=5.0",
-            "--set", "loss.texture=5.0",
+            "--set", "loss.texture=5.0", "--set", "loss.temporal_slack=1.0",
             "--set", "data.frame_size=[48, 32]"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main(args)
