@@ -155,7 +155,7 @@ class CompactGenerator(nn.Module):
     weights, and a net that repaints 1-3 px moves about a third less once trained with them (3-tap
     blurs bound the aliasing the ReLUs bring back; docs/training.md, "Session 11").
     ``skip`` adds the full-resolution stem's features, through a 1x1 conv, to the last upsampling's
-    before the output conv: everything else runs at 1/4 resolution and comes back through two
+    before the output conv: the trunk runs at 1/4 resolution and comes back through two blurred
     upsamplings, so without it the net has little to paint pixel-scale detail from. The 1x1 conv
     starts at zero (``NEUTRAL_KEYS``), so a net without it continues unchanged (docs/training.md,
     "Session 15").
