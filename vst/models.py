@@ -300,8 +300,6 @@ def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) ->
     """The reference's 'normal' init: conv weights ~ N(0, gain), affine norm weights ~ N(1, gain)."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     for m in net.modules():
-        if m is getattr(net, "skip", None):  # starts at zero (CompactGenerator.NEUTRAL_KEYS)
-            continue
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             # A spectral-normalised conv computes .weight; its stored tensor is the original.
             weight = m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight
@@ -313,6 +311,11 @@ def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) ->
             with torch.no_grad():
                 m.weight.normal_(1.0, gain, generator=gen)
                 m.bias.zero_()
+    params = dict(net.named_parameters())
+    with torch.no_grad():
+        for key in getattr(net, "NEUTRAL_KEYS", ()):  # a net without them continues unchanged from zero
+            if key in params:
+                params[key].zero_()
     return net
 
 
